@@ -1,0 +1,21 @@
+package extauthz
+
+import (
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+)
+
+// ServerOptions are the gRPC server options keygate serves Check with.
+// The benchmark's no-op server uses the same, so the two compare like for
+// like. maxRecv bounds the size of a CheckRequest (a larger one is refused
+// with RESOURCE_EXHAUSTED before it is decoded).
+func ServerOptions(maxRecv int) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxRecv),
+		grpc.MaxConcurrentStreams(1024),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+	}
+}
