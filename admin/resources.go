@@ -1,0 +1,606 @@
+package admin
+
+import (
+	"crypto/rand"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/credentials"
+)
+
+// NewAPIKey is an API key as answered by create and rotate: Key is the
+// plaintext of a generated key, present exactly once, in that answer.
+type NewAPIKey struct {
+	credentials.APIKey
+	Key string `json:"key,omitempty"`
+}
+
+// The answers of writes: the stored record with the new revision.
+type (
+	tenantResult struct {
+		credentials.Tenant
+		Revision uint64 `json:"revision"`
+	}
+	clientResult struct {
+		credentials.Client
+		Revision uint64 `json:"revision"`
+	}
+	apiKeyResult struct {
+		credentials.APIKey
+		Revision uint64 `json:"revision"`
+	}
+	newAPIKeyResult struct {
+		NewAPIKey
+		Revision uint64 `json:"revision"`
+	}
+)
+
+// The answers of list reads.
+type (
+	tenantList struct {
+		Revision uint64               `json:"revision"`
+		Tenants  []credentials.Tenant `json:"tenants"`
+	}
+	clientList struct {
+		Revision uint64               `json:"revision"`
+		Clients  []credentials.Client `json:"clients"`
+	}
+	apiKeyList struct {
+		Revision uint64               `json:"revision"`
+		APIKeys  []credentials.APIKey `json:"apikeys"`
+	}
+)
+
+// rotateRequest is the optional body of POST /v1/apikeys/{id}/rotate.
+type rotateRequest struct {
+	// Grace is how long the old key keeps working (Go duration); "" or
+	// "0s" disables it at once.
+	Grace string `json:"grace,omitempty"`
+}
+
+const idRandLen = 16
+
+// newID returns prefix followed by 16 random base62 characters.
+func newID(prefix string) string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	out := make([]byte, 0, len(prefix)+idRandLen)
+	out = append(out, prefix...)
+	var buf [32]byte
+	for len(out) < cap(out) {
+		rand.Read(buf[:])
+		for _, c := range buf {
+			if c >= 248 { // 4*62: no modulo bias
+				continue
+			}
+			out = append(out, digits[c%62])
+			if len(out) == cap(out) {
+				break
+			}
+		}
+	}
+	return string(out)
+}
+
+// revision returns the store's current revision, for ETags of reads. It is
+// read before the record, so a stale ETag errs towards a 412.
+func (h *Handler) revision(r *http.Request) (uint64, error) {
+	st, err := h.store.Status(r.Context())
+	return st.Revision, err
+}
+
+// ---- store-wide ----
+
+func (h *Handler) getStatus(w http.ResponseWriter, r *http.Request) error {
+	st, err := h.store.Status(r.Context())
+	if err != nil {
+		return err
+	}
+	setETag(w, st.Revision)
+	h.writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) error {
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	snap, err := h.store.Export(r.Context())
+	if err != nil {
+		return err
+	}
+	for i := range snap.Clients {
+		if ks := snap.Clients[i].APIKeys; ks != nil {
+			for j := range *ks {
+				(*ks)[j].Key = ""
+			}
+		}
+	}
+	setETag(w, rev)
+	h.writeJSON(w, http.StatusOK, snap)
+	return nil
+}
+
+func (h *Handler) putSnapshot(w http.ResponseWriter, r *http.Request) error {
+	var snap credentials.Snapshot
+	if err := h.readJSON(w, r, &snap, false); err != nil {
+		return err
+	}
+	ch, err := snap.Changes(true)
+	if err != nil {
+		return scrub(err, snapshotSecrets(&snap))
+	}
+	return h.applyResult(w, r, ch, snapshotSecrets(&snap))
+}
+
+func (h *Handler) postChanges(w http.ResponseWriter, r *http.Request) error {
+	var b credentials.ChangeBatch
+	if err := h.readJSON(w, r, &b, false); err != nil {
+		return err
+	}
+	ch, err := b.Changes()
+	if err != nil {
+		return scrub(err, snapshotSecrets(&b.Upsert))
+	}
+	return h.applyResult(w, r, ch, snapshotSecrets(&b.Upsert))
+}
+
+// applyResult applies ch and answers the ApplyResult.
+func (h *Handler) applyResult(w http.ResponseWriter, r *http.Request, ch *credentials.Changes, secrets []string) error {
+	res, err := h.apply(r, ch)
+	if err != nil {
+		return scrub(err, secrets)
+	}
+	setETag(w, res.Revision)
+	h.writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// snapshotSecrets returns the plaintext keys in s.
+func snapshotSecrets(s *credentials.Snapshot) []string {
+	var out []string
+	for i := range s.Clients {
+		if ks := s.Clients[i].APIKeys; ks != nil {
+			for _, k := range *ks {
+				if k.Key != "" {
+					out = append(out, k.Key)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (h *Handler) getBackup(w http.ResponseWriter, r *http.Request) error {
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="keygate.db"`)
+	w.Header().Set("X-Keygate-Revision", strconv.FormatUint(rev, 10))
+	n, err := h.store.Backup(r.Context(), w)
+	if err != nil {
+		if n == 0 {
+			w.Header().Del("Content-Disposition")
+			return err
+		}
+		// The status is sent; cut the answer short so the client sees a
+		// truncated body rather than a valid-looking file.
+		h.log.Error("admin backup failed", zap.Int64("written", n), zap.Error(err))
+		panic(http.ErrAbortHandler)
+	}
+	h.log.Info("admin backup", zap.String("actor", actor(r)), zap.Int64("bytes", n), zap.Uint64("revision", rev))
+	return nil
+}
+
+func (h *Handler) getOpenAPI(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Write(openAPI)
+	return nil
+}
+
+// ---- tenants ----
+
+func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) error {
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	ts, err := h.store.Tenants(r.Context())
+	if err != nil {
+		return err
+	}
+	if ts == nil {
+		ts = []credentials.Tenant{}
+	}
+	setETag(w, rev)
+	h.writeJSON(w, http.StatusOK, tenantList{Revision: rev, Tenants: ts})
+	return nil
+}
+
+func (h *Handler) getTenant(w http.ResponseWriter, r *http.Request) error {
+	slug := r.PathValue("slug")
+	if !credentials.ValidSlug(slug) {
+		return credentials.Errorf(credentials.ENotFound, "tenant not found")
+	}
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	t, err := h.store.Tenant(r.Context(), slug)
+	if err != nil {
+		return err
+	}
+	setETag(w, rev)
+	h.writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request) error {
+	var t credentials.Tenant
+	if err := h.readJSON(w, r, &t, false); err != nil {
+		return err
+	}
+	slug := r.PathValue("slug")
+	if t.Slug == "" {
+		t.Slug = slug
+	} else if t.Slug != slug {
+		return credentials.FieldError("slug", "does not match the slug in the path")
+	}
+	if err := t.Validate(""); err != nil {
+		return err
+	}
+	res, err := h.apply(r, &credentials.Changes{Tenants: []credentials.Tenant{t}})
+	if err != nil {
+		return err
+	}
+	stored, err := h.store.Tenant(r.Context(), t.Slug)
+	if err != nil {
+		return err
+	}
+	setETag(w, res.Revision)
+	h.writeJSON(w, http.StatusOK, tenantResult{*stored, res.Revision})
+	return nil
+}
+
+func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
+	slug := r.PathValue("slug")
+	if !credentials.ValidSlug(slug) {
+		return credentials.Errorf(credentials.ENotFound, "tenant not found")
+	}
+	return h.applyResult(w, r, &credentials.Changes{DeleteTenants: []string{slug}}, nil)
+}
+
+// ---- clients ----
+
+func (h *Handler) listClients(w http.ResponseWriter, r *http.Request) error {
+	tenant := r.URL.Query().Get("tenant")
+	if tenant != "" && !credentials.ValidSlug(tenant) {
+		return credentials.FieldError("tenant", "must be a tenant slug")
+	}
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	cs, err := h.store.Clients(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	if cs == nil {
+		cs = []credentials.Client{}
+	}
+	setETag(w, rev)
+	h.writeJSON(w, http.StatusOK, clientList{Revision: rev, Clients: cs})
+	return nil
+}
+
+func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if credentials.ValidateID(credentials.ClientPrefix, id, "id") != nil {
+		return credentials.Errorf(credentials.ENotFound, "client not found")
+	}
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	c, err := h.store.Client(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	setETag(w, rev)
+	h.writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) error {
+	var c credentials.Client
+	if err := h.readJSON(w, r, &c, false); err != nil {
+		return err
+	}
+	if c.ID == "" {
+		c.ID = newID(credentials.ClientPrefix)
+	} else if err := h.mustNotExist(h.store.Client(r.Context(), c.ID)); err != nil {
+		return err
+	}
+	return h.upsertClient(w, r, c, http.StatusCreated)
+}
+
+func (h *Handler) putClient(w http.ResponseWriter, r *http.Request) error {
+	var c credentials.Client
+	if err := h.readJSON(w, r, &c, false); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if c.ID == "" {
+		c.ID = id
+	} else if c.ID != id {
+		return credentials.FieldError("id", "does not match the ID in the path")
+	}
+	return h.upsertClient(w, r, c, http.StatusOK)
+}
+
+func (h *Handler) upsertClient(w http.ResponseWriter, r *http.Request, c credentials.Client, status int) error {
+	if err := c.Validate(""); err != nil {
+		return err
+	}
+	res, err := h.apply(r, &credentials.Changes{Clients: []credentials.Client{c}})
+	if err != nil {
+		return err
+	}
+	stored, err := h.store.Client(r.Context(), c.ID)
+	if err != nil {
+		return err
+	}
+	setETag(w, res.Revision)
+	if status == http.StatusCreated {
+		w.Header().Set("Location", "/v1/clients/"+c.ID)
+	}
+	h.writeJSON(w, status, clientResult{*stored, res.Revision})
+	return nil
+}
+
+func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if credentials.ValidateID(credentials.ClientPrefix, id, "id") != nil {
+		return credentials.Errorf(credentials.ENotFound, "client not found")
+	}
+	return h.applyResult(w, r, &credentials.Changes{DeleteClients: []string{id}}, nil)
+}
+
+// mustNotExist turns the answer of a lookup into a conflict when the
+// record exists, nil when it does not.
+func (h *Handler) mustNotExist(_ any, err error) error {
+	switch credentials.ErrorCode(err) {
+	case credentials.ENotFound:
+		return nil
+	case "":
+		return &credentials.Error{Code: credentials.EConflict, Field: "id", Message: "already exists; use PUT to replace it"}
+	default:
+		return err
+	}
+}
+
+// ---- API keys ----
+
+func (h *Handler) listAPIKeys(w http.ResponseWriter, r *http.Request) error {
+	return h.writeKeys(w, r, "")
+}
+
+func (h *Handler) listClientAPIKeys(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if credentials.ValidateID(credentials.ClientPrefix, id, "id") != nil {
+		return credentials.Errorf(credentials.ENotFound, "client not found")
+	}
+	if _, err := h.store.Client(r.Context(), id); err != nil {
+		return err
+	}
+	return h.writeKeys(w, r, id)
+}
+
+func (h *Handler) writeKeys(w http.ResponseWriter, r *http.Request, clientID string) error {
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	ks, err := h.store.APIKeys(r.Context(), clientID)
+	if err != nil {
+		return err
+	}
+	if ks == nil {
+		ks = []credentials.APIKey{}
+	}
+	for i := range ks {
+		ks[i].Key = ""
+	}
+	setETag(w, rev)
+	h.writeJSON(w, http.StatusOK, apiKeyList{Revision: rev, APIKeys: ks})
+	return nil
+}
+
+func (h *Handler) getAPIKey(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if credentials.ValidateID(credentials.APIKeyPrefix, id, "id") != nil {
+		return credentials.Errorf(credentials.ENotFound, "API key not found")
+	}
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	k, err := h.store.APIKey(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	k.Key = ""
+	setETag(w, rev)
+	h.writeJSON(w, http.StatusOK, k)
+	return nil
+}
+
+func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request) error {
+	var k credentials.APIKey
+	if err := h.readJSON(w, r, &k, false); err != nil {
+		return err
+	}
+	secrets := []string{k.Key}
+	clientID := r.PathValue("id")
+	if k.ClientID == "" {
+		k.ClientID = clientID
+	} else if k.ClientID != clientID {
+		return credentials.FieldError("client_id", "does not match the client ID in the path")
+	}
+	if err := credentials.ValidateID(credentials.ClientPrefix, clientID, "client_id"); err != nil {
+		return credentials.Errorf(credentials.ENotFound, "client not found")
+	}
+	if _, err := h.store.Client(r.Context(), clientID); err != nil {
+		return err
+	}
+	if k.ID == "" {
+		k.ID = newID(credentials.APIKeyPrefix)
+	} else if err := h.mustNotExist(h.store.APIKey(r.Context(), k.ID)); err != nil {
+		return err
+	}
+	var plaintext string
+	if k.Key == "" && k.KeySHA256 == "" {
+		plaintext = credentials.GenerateAPIKey()
+		k.Key = plaintext
+	}
+	if err := k.Normalize(""); err != nil {
+		return scrub(err, secrets)
+	}
+	res, err := h.apply(r, &credentials.Changes{APIKeys: []credentials.APIKey{k}})
+	if err != nil {
+		return scrub(err, secrets)
+	}
+	stored, err := h.store.APIKey(r.Context(), k.ID)
+	if err != nil {
+		return err
+	}
+	stored.Key = ""
+	setETag(w, res.Revision)
+	w.Header().Set("Location", "/v1/apikeys/"+k.ID)
+	h.writeJSON(w, http.StatusCreated, newAPIKeyResult{NewAPIKey{*stored, plaintext}, res.Revision})
+	return nil
+}
+
+func (h *Handler) putAPIKey(w http.ResponseWriter, r *http.Request) error {
+	var k credentials.APIKey
+	if err := h.readJSON(w, r, &k, false); err != nil {
+		return err
+	}
+	secrets := []string{k.Key}
+	id := r.PathValue("id")
+	if k.ID == "" {
+		k.ID = id
+	} else if k.ID != id {
+		return credentials.FieldError("id", "does not match the ID in the path")
+	}
+	if err := credentials.ValidateID(credentials.APIKeyPrefix, k.ID, "id"); err != nil {
+		return err
+	}
+	old, err := h.store.APIKey(r.Context(), k.ID)
+	switch {
+	case err == nil:
+		if k.ClientID == "" {
+			k.ClientID = old.ClientID
+		} else if k.ClientID != old.ClientID {
+			return credentials.FieldError("client_id", "an API key cannot move to another client")
+		}
+		if k.Key == "" && k.KeySHA256 == "" {
+			k.KeySHA256 = old.KeySHA256 // keep the key itself
+		}
+	case credentials.ErrorCode(err) == credentials.ENotFound:
+		if k.ClientID == "" {
+			return credentials.FieldError("client_id", "required for a new API key")
+		}
+	default:
+		return err
+	}
+	if err := k.Normalize(""); err != nil {
+		return scrub(err, secrets)
+	}
+	res, err := h.apply(r, &credentials.Changes{APIKeys: []credentials.APIKey{k}})
+	if err != nil {
+		return scrub(err, secrets)
+	}
+	stored, err := h.store.APIKey(r.Context(), k.ID)
+	if err != nil {
+		return err
+	}
+	stored.Key = ""
+	setETag(w, res.Revision)
+	h.writeJSON(w, http.StatusOK, apiKeyResult{*stored, res.Revision})
+	return nil
+}
+
+func (h *Handler) deleteAPIKey(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if credentials.ValidateID(credentials.APIKeyPrefix, id, "id") != nil {
+		return credentials.Errorf(credentials.ENotFound, "API key not found")
+	}
+	return h.applyResult(w, r, &credentials.Changes{DeleteAPIKeys: []string{id}}, nil)
+}
+
+// rotateAPIKey makes a new generated key with a new ID and the old key's
+// client, name, scopes and expiry, and limits the old key to the grace
+// period (grace 0: disabled now) — both in one Apply.
+func (h *Handler) rotateAPIKey(w http.ResponseWriter, r *http.Request) error {
+	var req rotateRequest
+	if err := h.readJSON(w, r, &req, true); err != nil {
+		return err
+	}
+	var grace time.Duration
+	if req.Grace != "" {
+		d, err := time.ParseDuration(req.Grace)
+		if err != nil || d < 0 {
+			return credentials.FieldError("grace", "must be a non-negative Go duration such as \"1h\"")
+		}
+		grace = d
+	}
+	id := r.PathValue("id")
+	if credentials.ValidateID(credentials.APIKeyPrefix, id, "id") != nil {
+		return credentials.Errorf(credentials.ENotFound, "API key not found")
+	}
+	old, err := h.store.APIKey(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	old.Key = ""
+	expires := old.ExpiresAt // the new key keeps the old key's own expiry
+	if grace == 0 {
+		old.Disabled = true
+	} else if until := time.Now().Add(grace).UTC().Truncate(time.Second); old.ExpiresAt == nil || until.Before(*old.ExpiresAt) {
+		old.ExpiresAt = &until
+	}
+	plaintext := credentials.GenerateAPIKey()
+	nk := credentials.APIKey{
+		ID:        newID(credentials.APIKeyPrefix),
+		ClientID:  old.ClientID,
+		Name:      old.Name,
+		Key:       plaintext,
+		Scopes:    old.Scopes,
+		ExpiresAt: expires,
+	}
+	if err := old.Normalize(""); err != nil {
+		return err
+	}
+	if err := nk.Normalize(""); err != nil {
+		return scrub(err, []string{plaintext})
+	}
+	res, err := h.apply(r, &credentials.Changes{APIKeys: []credentials.APIKey{*old, nk}})
+	if err != nil {
+		return scrub(err, []string{plaintext})
+	}
+	stored, err := h.store.APIKey(r.Context(), nk.ID)
+	if err != nil {
+		return err
+	}
+	stored.Key = ""
+	setETag(w, res.Revision)
+	w.Header().Set("Location", "/v1/apikeys/"+nk.ID)
+	h.writeJSON(w, http.StatusCreated, newAPIKeyResult{NewAPIKey{*stored, plaintext}, res.Revision})
+	return nil
+}
