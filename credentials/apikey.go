@@ -66,6 +66,18 @@ func putChecksum(dst, body []byte) {
 	}
 }
 
+// crc32IEEE is crc32.ChecksumIEEE of a string without the []byte
+// conversion, which escapes (through crc32's dispatch) and so allocated on
+// every Check.
+func crc32IEEE(s string) uint32 {
+	tab := crc32.IEEETable
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = tab[byte(crc)^s[i]] ^ (crc >> 8)
+	}
+	return ^crc
+}
+
 var base62Value = func() (t [256]int8) {
 	for i := range t {
 		t[i] = -1
@@ -92,7 +104,7 @@ func CheckKeyFormat(key string) error {
 				return ErrKeyFormat
 			}
 		}
-		v := crc32.ChecksumIEEE([]byte(body))
+		v := crc32IEEE(body)
 		check := key[len(KeyPrefix)+keyBodyLen:]
 		for i := keyCheckLen - 1; i >= 0; i-- {
 			if check[i] != base62Digits[v%62] {

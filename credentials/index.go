@@ -65,7 +65,9 @@ func (u *Usage) Record(now time.Time, ip netip.Addr) {
 	}
 	u.last.Store(s)
 	if ip.IsValid() {
-		u.ip.Store(&ip)
+		p := new(netip.Addr) // not &ip: that moved ip to the heap on every call
+		*p = ip
+		u.ip.Store(p)
 	}
 }
 
