@@ -1,0 +1,533 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"syscall"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/credentials"
+)
+
+// maxAuditIDs bounds each ID list of an audit entry (the counts in its
+// summary stay exact), so a 100,000-key sync does not write megabytes of
+// audit log.
+const maxAuditIDs = 1000
+
+// Apply commits ch in one bbolt transaction, fsynced before it returns,
+// and publishes the new Index before it returns. See credentials.Store
+// for the error codes; a failed write of the file is unavailable (disk
+// full, I/O error) or internal. A failed Apply changes nothing.
+func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credentials.ApplyOptions) (credentials.ApplyResult, error) {
+	if ch == nil {
+		return credentials.ApplyResult{}, credentials.Errorf(credentials.EInvalid, "no changes given")
+	}
+	if err := ctxErr(ctx); err != nil {
+		return credentials.ApplyResult{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return credentials.ApplyResult{}, err
+	}
+	old := s.cur.Load()
+	res := credentials.ApplyResult{Revision: old.rev}
+	if opt.IfMatch != nil && *opt.IfMatch != old.rev {
+		return res, credentials.Errorf(credentials.EPrecondition, "the store is at revision %d, not %d", old.rev, *opt.IfMatch)
+	}
+	now := s.now().UTC().Round(0)
+	p, err := makePlan(old, ch, now)
+	if err != nil {
+		return res, err
+	}
+	if !p.changed() {
+		return res, nil
+	}
+	if err := ctxErr(ctx); err != nil {
+		return res, err
+	}
+	next := p.next
+	next.rev, next.updated = old.rev+1, now
+	entry := credentials.AuditEntry{
+		Revision: next.rev,
+		Time:     now,
+		Actor:    opt.Actor,
+		Summary:  p.summary(),
+		IDs:      p.ids(),
+	}
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return p.write(tx, &entry) }); err != nil {
+		s.log.Error("credential change not committed", zap.String("actor", opt.Actor), zap.Uint64("revision", old.rev), zap.Error(err))
+		return res, writeError(s.path, err)
+	}
+	next.idx = credentials.BuildIndex(next.indexData(), old.idx)
+	s.cur.Store(next)
+	s.log.Info("credentials changed", zap.String("actor", opt.Actor), zap.Uint64("revision", next.rev), zap.Any("summary", entry.Summary))
+	return credentials.ApplyResult{Revision: next.rev, Changed: true, Summary: entry.Summary}, nil
+}
+
+// writeError turns a failed commit into a credentials error: unavailable
+// when the disk or file cannot take the write, internal otherwise.
+func writeError(path string, err error) error {
+	cause := fmt.Errorf("store %s: %w", path, err)
+	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EFBIG, syscall.EIO, syscall.EROFS,
+		berrors.ErrDatabaseNotOpen, berrors.ErrMaxSizeReached} {
+		if errors.Is(err, e) {
+			return &credentials.Error{Code: credentials.EUnavailable, Message: "the credential store cannot be written", Err: cause}
+		}
+	}
+	return credentials.Internal(cause)
+}
+
+// plan is the difference between a state and the state after a Changes.
+type plan struct {
+	old  *state
+	next *state // rev, updated and idx are set by Apply
+
+	putT  []*credentials.Tenant
+	goneT []string
+	putC  []*credentials.Client
+	goneC []string
+	putK  []*credentials.APIKey
+	goneK []string
+}
+
+func (p *plan) changed() bool {
+	return len(p.putT)+len(p.goneT)+len(p.putC)+len(p.goneC)+len(p.putK)+len(p.goneK) > 0
+}
+
+func (p *plan) summary() map[string]map[string]int {
+	m := map[string]map[string]int{}
+	add := func(kind, verb string, n int) {
+		if n == 0 {
+			return
+		}
+		if m[kind] == nil {
+			m[kind] = map[string]int{}
+		}
+		m[kind][verb] = n
+	}
+	add("tenants", "upserted", len(p.putT))
+	add("tenants", "deleted", len(p.goneT))
+	add("clients", "upserted", len(p.putC))
+	add("clients", "deleted", len(p.goneC))
+	add("apikeys", "upserted", len(p.putK))
+	add("apikeys", "deleted", len(p.goneK))
+	return m
+}
+
+func (p *plan) ids() map[string][]string {
+	m := map[string][]string{}
+	add := func(name string, ids []string) {
+		if len(ids) > maxAuditIDs {
+			ids = ids[:maxAuditIDs]
+		}
+		if len(ids) > 0 {
+			m[name] = ids
+		}
+	}
+	add("tenants.upserted", idsOf(p.putT, func(t *credentials.Tenant) string { return t.Slug }))
+	add("tenants.deleted", p.goneT)
+	add("clients.upserted", idsOf(p.putC, func(c *credentials.Client) string { return c.ID }))
+	add("clients.deleted", p.goneC)
+	add("apikeys.upserted", idsOf(p.putK, func(k *credentials.APIKey) string { return k.ID }))
+	add("apikeys.deleted", p.goneK)
+	return m
+}
+
+func idsOf[T any](list []T, id func(T) string) []string {
+	n := min(len(list), maxAuditIDs)
+	out := make([]string, n)
+	for i := range n {
+		out[i] = id(list[i])
+	}
+	return out
+}
+
+// field names record id of kind in an error ("clients[cl_x]"), or its
+// position when the ID itself is malformed.
+func field(kind, id string, i int, idOK bool) string {
+	if idOK {
+		return kind + "[" + id + "]"
+	}
+	return fmt.Sprintf("%s[%d]", kind, i)
+}
+
+func notFound(kind, id string) error {
+	return credentials.Errorf(credentials.ENotFound, "%s %q does not exist", kind, id)
+}
+
+// makePlan validates ch against old and computes the new state. It does
+// not modify old.
+func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error) {
+	p := &plan{old: old, next: &state{tenants: old.tenants, clients: old.clients, keys: old.keys}}
+
+	// Normalized copies of the upserts.
+	upT := make(map[string]*credentials.Tenant, len(ch.Tenants))
+	for i := range ch.Tenants {
+		t := ch.Tenants[i]
+		f := field("tenants", t.Slug, i, credentials.ValidSlug(t.Slug))
+		if err := t.Validate(f); err != nil {
+			return nil, err
+		}
+		if upT[t.Slug] != nil {
+			return nil, credentials.FieldError(f+".slug", "tenant %q is given twice", t.Slug)
+		}
+		t.CreatedAt, t.UpdatedAt = time.Time{}, time.Time{}
+		upT[t.Slug] = &t
+	}
+	upC := make(map[string]*credentials.Client, len(ch.Clients))
+	for i := range ch.Clients {
+		c := ch.Clients[i]
+		f := field("clients", c.ID, i, credentials.ValidateID(credentials.ClientPrefix, c.ID, "") == nil)
+		if err := c.Validate(f); err != nil {
+			return nil, err
+		}
+		if upC[c.ID] != nil {
+			return nil, credentials.FieldError(f+".id", "client %q is given twice", c.ID)
+		}
+		c.Roles, c.Scopes, c.AllowedCIDRs = cloneStrings(c.Roles), cloneStrings(c.Scopes), cloneStrings(c.AllowedCIDRs)
+		c.CreatedAt, c.UpdatedAt = time.Time{}, time.Time{}
+		upC[c.ID] = &c
+	}
+	upK := make(map[string]*credentials.APIKey, len(ch.APIKeys))
+	for i := range ch.APIKeys {
+		k := ch.APIKeys[i]
+		f := field("apikeys", k.ID, i, credentials.ValidateID(credentials.APIKeyPrefix, k.ID, "") == nil)
+		if err := k.Normalize(f); err != nil {
+			return nil, err
+		}
+		if upK[k.ID] != nil {
+			return nil, credentials.FieldError(f+".id", "API key %q is given twice", k.ID)
+		}
+		if k.ClientID == "" {
+			o := old.keys[k.ID]
+			if o == nil {
+				return nil, credentials.FieldError(f+".client_id", "the new API key %q needs a client", k.ID)
+			}
+			k.ClientID = o.ClientID
+		}
+		k.Scopes = cloneStrings(k.Scopes)
+		if k.ExpiresAt != nil {
+			e := k.ExpiresAt.UTC().Round(0)
+			k.ExpiresAt = &e
+		}
+		k.CreatedAt, k.UpdatedAt = time.Time{}, time.Time{}
+		upK[k.ID] = &k
+	}
+
+	// What goes away.
+	goneT := map[string]bool{}
+	explicitT := map[string]bool{}
+	for i, slug := range ch.DeleteTenants {
+		if old.tenants[slug] == nil {
+			return nil, notFound("tenant", slug)
+		}
+		if upT[slug] != nil {
+			return nil, credentials.FieldError(fmt.Sprintf("delete.tenants[%d]", i), "tenant %q is both upserted and deleted", slug)
+		}
+		goneT[slug], explicitT[slug] = true, true
+	}
+	goneC := map[string]bool{}
+	for i, id := range ch.DeleteClients {
+		if old.clients[id] == nil {
+			return nil, notFound("client", id)
+		}
+		if upC[id] != nil {
+			return nil, credentials.FieldError(fmt.Sprintf("delete.clients[%d]", i), "client %q is both upserted and deleted", id)
+		}
+		goneC[id] = true
+	}
+	goneK := map[string]bool{}
+	for i, id := range ch.DeleteAPIKeys {
+		if old.keys[id] == nil {
+			return nil, notFound("API key", id)
+		}
+		if upK[id] != nil {
+			return nil, credentials.FieldError(fmt.Sprintf("delete.apikeys[%d]", i), "API key %q is both upserted and deleted", id)
+		}
+		goneK[id] = true
+	}
+	if ch.Replace {
+		for slug := range old.tenants {
+			if upT[slug] == nil {
+				goneT[slug] = true
+			}
+		}
+		for id := range old.clients {
+			if upC[id] == nil {
+				goneC[id] = true
+			}
+		}
+	}
+	replaceOf := make(map[string]bool, len(ch.ReplaceKeysOf))
+	for _, id := range ch.ReplaceKeysOf {
+		replaceOf[id] = true
+	}
+	if ch.Replace || len(goneC) > 0 || len(replaceOf) > 0 {
+		for id, k := range old.keys {
+			if upK[id] == nil && (ch.Replace || goneC[k.ClientID] || replaceOf[k.ClientID]) {
+				goneK[id] = true
+			}
+		}
+	}
+
+	// Upserts that really change a record; server-managed fields are kept.
+	for slug, t := range upT {
+		if o := old.tenants[slug]; o != nil {
+			if sameTenant(o, t) {
+				continue
+			}
+			t.CreatedAt = o.CreatedAt
+		} else {
+			t.CreatedAt = now
+		}
+		t.UpdatedAt = now
+		p.putT = append(p.putT, t)
+	}
+	for id, c := range upC {
+		if o := old.clients[id]; o != nil {
+			c.TokenVersion = max(c.TokenVersion, o.TokenVersion)
+			if sameClient(o, c) {
+				continue
+			}
+			c.CreatedAt = o.CreatedAt
+		} else {
+			c.CreatedAt = now
+		}
+		c.UpdatedAt = now
+		p.putC = append(p.putC, c)
+	}
+	for id, k := range upK {
+		if o := old.keys[id]; o != nil {
+			if sameKey(o, k) {
+				continue
+			}
+			k.CreatedAt = o.CreatedAt
+		} else {
+			k.CreatedAt = now
+		}
+		k.UpdatedAt = now
+		p.putK = append(p.putK, k)
+	}
+	p.goneT, p.goneC, p.goneK = sortedKeys(goneT), sortedKeys(goneC), sortedKeys(goneK)
+	sort.Slice(p.putT, func(i, j int) bool { return p.putT[i].Slug < p.putT[j].Slug })
+	sort.Slice(p.putC, func(i, j int) bool { return p.putC[i].ID < p.putC[j].ID })
+	sort.Slice(p.putK, func(i, j int) bool { return p.putK[i].ID < p.putK[j].ID })
+
+	// The new maps (copy-on-write: only the ones that change are cloned).
+	if len(p.putT)+len(p.goneT) > 0 {
+		p.next.tenants = maps.Clone(old.tenants)
+		for _, slug := range p.goneT {
+			delete(p.next.tenants, slug)
+		}
+		for _, t := range p.putT {
+			p.next.tenants[t.Slug] = t
+		}
+	}
+	if len(p.putC)+len(p.goneC) > 0 {
+		p.next.clients = maps.Clone(old.clients)
+		for _, id := range p.goneC {
+			delete(p.next.clients, id)
+		}
+		for _, c := range p.putC {
+			p.next.clients[c.ID] = c
+		}
+	}
+	if len(p.putK)+len(p.goneK) > 0 {
+		p.next.keys = maps.Clone(old.keys)
+		for _, id := range p.goneK {
+			delete(p.next.keys, id)
+		}
+		for _, k := range p.putK {
+			p.next.keys[k.ID] = k
+		}
+	}
+	if err := p.checkIntegrity(upC, upK, explicitT); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkIntegrity verifies the new state: every client's tenant exists,
+// every key's client exists, no two keys share a digest.
+func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string]*credentials.APIKey, explicitT map[string]bool) error {
+	next := p.next
+	for _, id := range slices.Sorted(maps.Keys(upC)) {
+		if c := upC[id]; next.tenants[c.Tenant] == nil {
+			return credentials.FieldError("clients["+id+"].tenant", "tenant %q of client %q does not exist", c.Tenant, id)
+		}
+	}
+	if len(p.goneT) > 0 {
+		var orphans []string
+		for id, c := range next.clients {
+			if next.tenants[c.Tenant] == nil {
+				orphans = append(orphans, id)
+			}
+		}
+		slices.Sort(orphans)
+		for _, id := range orphans {
+			c := next.clients[id]
+			if explicitT[c.Tenant] {
+				return credentials.Errorf(credentials.EConflict, "tenant %q still has clients (%s); delete them first", c.Tenant, id)
+			}
+			return credentials.FieldError("clients["+id+"].tenant", "tenant %q of client %q does not exist", c.Tenant, id)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(upK)) {
+		if k := upK[id]; next.clients[k.ClientID] == nil {
+			return credentials.FieldError("apikeys["+id+"].client_id", "client %q of API key %q does not exist", k.ClientID, id)
+		}
+	}
+	if len(p.goneC) > 0 {
+		// Keys of deleted clients were cascaded unless upserted (checked
+		// above); this catches anything else.
+		for id, k := range next.keys {
+			if next.clients[k.ClientID] == nil {
+				return credentials.FieldError("apikeys["+id+"].client_id", "client %q of API key %q does not exist", k.ClientID, id)
+			}
+		}
+	}
+	// Digests. The old index holds every old key; a digest in it is free
+	// when its owner is deleted or changed its digest in this batch.
+	owner := make(map[[32]byte]string, len(p.putK))
+	for _, k := range p.putK {
+		sum := k.Sum()
+		if other, dup := owner[sum]; dup {
+			return credentials.FieldError("apikeys["+k.ID+"].key_sha256", "same key as API key %q", other)
+		}
+		owner[sum] = k.ID
+	}
+	for _, k := range p.putK {
+		sum := k.Sum()
+		e := p.old.idx.Key(&sum)
+		if e == nil || e.Identity.KeyID == k.ID {
+			continue
+		}
+		other := e.Identity.KeyID
+		if now := next.keys[other]; now == nil || now.KeySHA256 != k.KeySHA256 {
+			continue
+		}
+		return credentials.FieldError("apikeys["+k.ID+"].key_sha256", "same key as API key %q", other)
+	}
+	return nil
+}
+
+// write stores the plan in tx: records, digests, usage, meta and audit.
+func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
+	bt, bc, bk := tx.Bucket(bucketTenants), tx.Bucket(bucketClients), tx.Bucket(bucketAPIKeys)
+	bs, bu := tx.Bucket(bucketSums), tx.Bucket(bucketUsage)
+	for _, slug := range p.goneT {
+		if err := bt.Delete([]byte(slug)); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.putT {
+		if err := putJSON(bt, t.Slug, t); err != nil {
+			return err
+		}
+	}
+	for _, id := range p.goneC {
+		if err := bc.Delete([]byte(id)); err != nil {
+			return err
+		}
+	}
+	for _, c := range p.putC {
+		if err := putJSON(bc, c.ID, c); err != nil {
+			return err
+		}
+	}
+	// Digests of deleted and changed keys go first, so a digest that moves
+	// to another key in this batch is written last.
+	for _, id := range p.goneK {
+		sum := p.old.keys[id].Sum()
+		if err := bs.Delete(sum[:]); err != nil {
+			return err
+		}
+		if err := bk.Delete([]byte(id)); err != nil {
+			return err
+		}
+		if err := bu.Delete([]byte(id)); err != nil {
+			return err
+		}
+	}
+	for _, k := range p.putK {
+		if o := p.old.keys[k.ID]; o != nil && o.KeySHA256 != k.KeySHA256 {
+			sum := o.Sum()
+			if err := bs.Delete(sum[:]); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range p.putK {
+		if err := putJSON(bk, k.ID, k); err != nil {
+			return err
+		}
+		sum := k.Sum()
+		if err := bs.Put(sum[:], []byte(k.ID)); err != nil {
+			return err
+		}
+	}
+	m := tx.Bucket(bucketMeta)
+	if err := m.Put(metaRevision, u64(p.next.rev)); err != nil {
+		return err
+	}
+	upd, _ := p.next.updated.MarshalText()
+	if err := m.Put(metaUpdated, upd); err != nil {
+		return err
+	}
+	a, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAudit).Put(u64(entry.Revision), a)
+}
+
+func putJSON(b *bbolt.Bucket, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(key), data)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// cloneStrings copies list so the stored record shares nothing with the
+// caller; an empty list becomes nil (as it is decoded from JSON).
+func cloneStrings(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	return slices.Clone(list)
+}
+
+// sameTenant, sameClient and sameKey compare the fields an upsert sets
+// (not the server-managed ones). TestRecordFields fails when a record
+// gains a field, so these stay complete.
+func sameTenant(a, b *credentials.Tenant) bool {
+	return a.DisplayName == b.DisplayName && a.Disabled == b.Disabled
+}
+
+func sameClient(a, b *credentials.Client) bool {
+	return a.Tenant == b.Tenant && a.Name == b.Name && a.Description == b.Description &&
+		slices.Equal(a.Roles, b.Roles) && slices.Equal(a.Scopes, b.Scopes) &&
+		slices.Equal(a.AllowedCIDRs, b.AllowedCIDRs) && a.RateLimit == b.RateLimit &&
+		a.Disabled == b.Disabled && a.TokenVersion == b.TokenVersion
+}
+
+func sameKey(a, b *credentials.APIKey) bool {
+	return a.ClientID == b.ClientID && a.Name == b.Name && a.KeySHA256 == b.KeySHA256 &&
+		slices.Equal(a.Scopes, b.Scopes) && a.Disabled == b.Disabled &&
+		(a.ExpiresAt == nil) == (b.ExpiresAt == nil) && (a.ExpiresAt == nil || a.ExpiresAt.Equal(*b.ExpiresAt))
+}

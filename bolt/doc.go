@@ -1,0 +1,41 @@
+// Package bolt implements credentials.Store on a bbolt file.
+//
+// Layout of the file (all records are JSON):
+//
+//	meta      "format" = "keygate", "version" = "1", "revision" (8-byte
+//	          big-endian), "updated" (RFC 3339)
+//	tenants   slug → credentials.Tenant
+//	clients   client ID → credentials.Client
+//	apikeys   key ID → credentials.APIKey (digest only; no last use)
+//	sums      SHA-256 digest (32 raw bytes) → key ID
+//	usage     key ID → last use time and source IP (not part of the revision)
+//	audit     revision (8-byte big-endian) → credentials.AuditEntry
+//
+// Rules of the package:
+//   - Byte slices read from bbolt are only valid inside their transaction:
+//     they are copied or decoded before the transaction ends, never kept.
+//   - The whole decoded state (tenants, clients, API keys) lives in memory.
+//     Each state is immutable once published: Apply clones the maps it
+//     changes (copy-on-write), writes the difference in one bbolt Update
+//     transaction (fsynced on commit), and only after the commit publishes
+//     the new state and its credentials.Index through an atomic pointer.
+//     Index is a lock-free atomic load, so a Check never waits for a write
+//     and never sees a mix of two revisions.
+//   - A failed Apply changes nothing: the transaction is rolled back and the
+//     previous state and index are still served.
+//   - Writers (Apply, FlushUsage) are serialized by one mutex; readers never
+//     lock.
+//   - Digest uniqueness is checked against the published Index, which holds
+//     every stored key (every key's client exists; Apply enforces it).
+//   - Last-used times are recorded in memory by Check (credentials.Usage)
+//     and written by FlushUsage in one transaction, periodically and on
+//     Close. They do not change the revision and are not audited.
+//   - Open never returns an empty store for a file it cannot read: a file
+//     without keygate's format marker, a truncated or corrupted file, a
+//     record that does not decode, or a panic inside bbolt (corrupt pages)
+//     is an error naming the file. Open writes nothing to such a file.
+//   - The audit log never holds secrets or key digests: only the actor, the
+//     time, counts and record IDs (at most maxAuditIDs per list).
+//   - Errors returned to callers are *credentials.Error; bbolt and I/O
+//     errors are wrapped as unavailable or internal.
+package bolt

@@ -1,0 +1,328 @@
+package bolt
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"io"
+	"maps"
+	"slices"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/credentials"
+)
+
+// Reads come from the published in-memory state; only the last use of API
+// keys is read from the usage bucket (and the in-memory pending use).
+
+// Tenant returns the tenant slug. Returns not_found.
+func (s *Store) Tenant(ctx context.Context, slug string) (*credentials.Tenant, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	t := s.cur.Load().tenants[slug]
+	if t == nil {
+		return nil, notFound("tenant", slug)
+	}
+	c := *t
+	return &c, nil
+}
+
+// Tenants returns all tenants ordered by slug.
+func (s *Store) Tenants(ctx context.Context) ([]credentials.Tenant, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	st := s.cur.Load()
+	out := make([]credentials.Tenant, 0, len(st.tenants))
+	for _, slug := range slices.Sorted(maps.Keys(st.tenants)) {
+		out = append(out, *st.tenants[slug])
+	}
+	return out, nil
+}
+
+// Client returns client id. Returns not_found.
+func (s *Store) Client(ctx context.Context, id string) (*credentials.Client, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	c := s.cur.Load().clients[id]
+	if c == nil {
+		return nil, notFound("client", id)
+	}
+	cp := copyClient(c)
+	return &cp, nil
+}
+
+// Clients returns the clients of tenant ("" for all), ordered by ID.
+func (s *Store) Clients(ctx context.Context, tenant string) ([]credentials.Client, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	st := s.cur.Load()
+	var out []credentials.Client
+	for _, c := range st.clients {
+		if tenant == "" || c.Tenant == tenant {
+			out = append(out, copyClient(c))
+		}
+	}
+	slices.SortFunc(out, func(a, b credentials.Client) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// APIKey returns key id with its last use. Returns not_found.
+func (s *Store) APIKey(ctx context.Context, id string) (*credentials.APIKey, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	st := s.cur.Load()
+	k := st.keys[id]
+	if k == nil {
+		return nil, notFound("API key", id)
+	}
+	out := []credentials.APIKey{copyKey(k)}
+	if err := s.mergeUsage(st, out); err != nil {
+		return nil, err
+	}
+	return &out[0], nil
+}
+
+// APIKeys returns the keys of client ("" for all) with their last use,
+// ordered by ID.
+func (s *Store) APIKeys(ctx context.Context, clientID string) ([]credentials.APIKey, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	st := s.cur.Load()
+	var out []credentials.APIKey
+	for _, k := range st.keys {
+		if clientID == "" || k.ClientID == clientID {
+			out = append(out, copyKey(k))
+		}
+	}
+	slices.SortFunc(out, func(a, b credentials.APIKey) int { return cmp.Compare(a.ID, b.ID) })
+	if err := s.mergeUsage(st, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// mergeUsage sets LastUsedAt/LastUsedIP of keys: the use recorded in
+// memory and not yet flushed wins over the flushed one in the usage bucket.
+func (s *Store) mergeUsage(st *state, keys []credentials.APIKey) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	err := s.view(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketUsage)
+		for i := range keys {
+			k := &keys[i]
+			if v := b.Get([]byte(k.ID)); v != nil {
+				var u usageRecord
+				if err := json.Unmarshal(v, &u); err != nil {
+					return err
+				}
+				t := u.LastUsedAt
+				k.LastUsedAt, k.LastUsedIP = &t, u.LastUsedIP
+			}
+			sum := k.Sum()
+			if e := st.idx.Key(&sum); e != nil && e.Identity.KeyID == k.ID {
+				if last, ip, ok := e.Usage.Pending(); ok {
+					k.LastUsedAt = &last
+					k.LastUsedIP = ""
+					if ip.IsValid() {
+						k.LastUsedIP = ip.String()
+					}
+				}
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// view runs fn in a read transaction, mapping a closed store to an
+// unavailable error and anything else to internal.
+func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
+	if err := s.db.View(fn); err != nil {
+		return writeError(s.path, err)
+	}
+	return nil
+}
+
+// Export returns the whole state as a snapshot document: tenants by slug,
+// clients by ID with their keys (digests, no last use) nested and ordered
+// by ID. Applied with Snapshot.Changes(true) it changes nothing.
+func (s *Store) Export(ctx context.Context) (*credentials.Snapshot, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	st := s.cur.Load()
+	snap := &credentials.Snapshot{}
+	for _, slug := range slices.Sorted(maps.Keys(st.tenants)) {
+		snap.Tenants = append(snap.Tenants, *st.tenants[slug])
+	}
+	byClient := make(map[string][]credentials.APIKey, len(st.clients))
+	for _, k := range st.keys {
+		c := copyKey(k)
+		c.ClientID = ""
+		byClient[k.ClientID] = append(byClient[k.ClientID], c)
+	}
+	for _, id := range slices.Sorted(maps.Keys(st.clients)) {
+		keys := byClient[id]
+		if keys == nil {
+			keys = []credentials.APIKey{}
+		}
+		slices.SortFunc(keys, func(a, b credentials.APIKey) int { return cmp.Compare(a.ID, b.ID) })
+		snap.Clients = append(snap.Clients, credentials.SnapshotClient{Client: copyClient(st.clients[id]), APIKeys: &keys})
+	}
+	return snap, nil
+}
+
+// Status returns the revision, the record counts, the active counts of
+// the index and the time of the last change.
+func (s *Store) Status(ctx context.Context) (credentials.Status, error) {
+	if err := ctxErr(ctx); err != nil {
+		return credentials.Status{}, err
+	}
+	st := s.cur.Load()
+	return credentials.Status{
+		Revision: st.rev,
+		Counts: credentials.Counts{
+			Tenants: len(st.tenants),
+			Clients: len(st.clients),
+			APIKeys: len(st.keys),
+		},
+		Active:  st.idx.Counts,
+		Updated: st.updated,
+	}, nil
+}
+
+// Backup writes a consistent copy of the bbolt file to w (one read
+// transaction) and returns the number of bytes written.
+func (s *Store) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	if err := ctxErr(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(ctxWriter{ctx, w})
+		return err
+	})
+	if err != nil {
+		if e := ctxErr(ctx); e != nil {
+			return n, e
+		}
+		return n, err
+	}
+	return n, nil
+}
+
+// ctxWriter stops a backup when its context is done.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+func copyClient(c *credentials.Client) credentials.Client {
+	cp := *c
+	cp.Roles, cp.Scopes, cp.AllowedCIDRs = cloneStrings(c.Roles), cloneStrings(c.Scopes), cloneStrings(c.AllowedCIDRs)
+	return cp
+}
+
+func copyKey(k *credentials.APIKey) credentials.APIKey {
+	cp := *k
+	cp.Scopes = cloneStrings(k.Scopes)
+	if k.ExpiresAt != nil {
+		e := *k.ExpiresAt
+		cp.ExpiresAt = &e
+	}
+	return cp
+}
+
+// usage flushing
+
+// FlushUsage writes the last uses recorded since the previous flush in one
+// transaction. It changes neither the revision nor the audit log.
+func (s *Store) FlushUsage(ctx context.Context) error {
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	return s.flushLocked()
+}
+
+// flushLocked is FlushUsage; the caller holds s.mu.
+func (s *Store) flushLocked() error {
+	idx := s.cur.Load().idx
+	type pending struct {
+		id   string
+		u    *credentials.Usage
+		last time.Time
+		rec  []byte
+	}
+	var list []pending
+	idx.EachUsage(func(id string, u *credentials.Usage) {
+		last, ip, ok := u.Pending()
+		if !ok {
+			return
+		}
+		r := usageRecord{LastUsedAt: last}
+		if ip.IsValid() {
+			r.LastUsedIP = ip.String()
+		}
+		data, _ := json.Marshal(r)
+		list = append(list, pending{id, u, last, data})
+	})
+	if len(list) == 0 {
+		return nil
+	}
+	slices.SortFunc(list, func(a, b pending) int { return cmp.Compare(a.id, b.id) })
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketUsage)
+		for _, p := range list {
+			if err := b.Put([]byte(p.id), p.rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return writeError(s.path, err)
+	}
+	for _, p := range list {
+		p.u.MarkFlushed(p.last)
+	}
+	return nil
+}
+
+func (s *Store) flushLoop(every time.Duration) {
+	defer s.done.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.FlushUsage(context.Background()); err != nil {
+				s.log.Warn("last-used flush failed", zap.Error(err))
+			}
+		}
+	}
+}

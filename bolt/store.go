@@ -1,0 +1,543 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"go.uber.org/zap"
+
+	"github.com/keygate/keygate/credentials"
+)
+
+// Bucket names and meta keys.
+var (
+	bucketMeta    = []byte("meta")
+	bucketTenants = []byte("tenants")
+	bucketClients = []byte("clients")
+	bucketAPIKeys = []byte("apikeys")
+	bucketSums    = []byte("sums")
+	bucketUsage   = []byte("usage")
+	bucketAudit   = []byte("audit")
+
+	allBuckets = [][]byte{bucketMeta, bucketTenants, bucketClients, bucketAPIKeys, bucketSums, bucketUsage, bucketAudit}
+
+	metaFormat   = []byte("format")
+	metaVersion  = []byte("version")
+	metaRevision = []byte("revision")
+	metaUpdated  = []byte("updated")
+)
+
+const (
+	formatMarker  = "keygate"
+	formatVersion = "1"
+	// lockTimeout is how long Open waits for another process's file lock.
+	lockTimeout = time.Second
+	// defaultFlushInterval is the last-used flush period when Options
+	// leaves it 0.
+	defaultFlushInterval = 10 * time.Second
+)
+
+// Options configure a Store.
+type Options struct {
+	// Logger receives one line per committed change; nil means zap.NewNop().
+	Logger *zap.Logger
+	// FlushInterval is the period of the background last-used flush:
+	// 0 means 10s, a negative value means no background flusher (usage is
+	// then written by FlushUsage and Close only).
+	FlushInterval time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is a credentials.Store on a bbolt file. Open it with Open and
+// release it with Close. It is safe for concurrent use.
+type Store struct {
+	path string
+	db   *bbolt.DB
+	log  *zap.Logger
+	now  func() time.Time
+
+	mu     sync.Mutex // serializes writers (Apply, FlushUsage, Close)
+	closed bool
+	cur    atomic.Pointer[state]
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+var _ credentials.Store = (*Store)(nil)
+
+// state is one immutable revision of the store's records. Maps are never
+// modified once the state is published; Apply clones the ones it changes.
+type state struct {
+	rev     uint64
+	updated time.Time
+	tenants map[string]*credentials.Tenant
+	clients map[string]*credentials.Client
+	keys    map[string]*credentials.APIKey // LastUsedAt/LastUsedIP are always empty
+	idx     *credentials.Index
+}
+
+// Open opens the store at path, creating the parent directory (0700) and
+// the file (0600) if missing, and loads it into memory. It returns an
+// error naming the file when the file is locked by another process, is not
+// a keygate store, or is truncated or corrupted; it never returns an empty
+// store for a file it cannot read.
+func Open(path string, o Options) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = defaultFlushInterval
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("keygate: store %s: create directory: %w", path, err)
+	}
+	fresh := false
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		fresh = true
+	case err != nil:
+		return nil, fmt.Errorf("keygate: store %s: %w", path, err)
+	case fi.IsDir():
+		return nil, fmt.Errorf("keygate: store %s is a directory", path)
+	case fi.Size() == 0:
+		fresh = true
+	}
+
+	db, err := openBolt(path)
+	if err != nil {
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
+			return nil, fmt.Errorf("keygate: store %s is locked by another process (waited %s)", path, lockTimeout)
+		case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("keygate: store %s: %w", path, err)
+		}
+		return nil, corrupted(path, err)
+	}
+	s := &Store{path: path, db: db, log: o.Logger, now: o.Now, stop: make(chan struct{})}
+	st, err := s.load(fresh)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.cur.Store(st)
+	if o.FlushInterval > 0 {
+		s.done.Add(1)
+		go s.flushLoop(o.FlushInterval)
+	}
+	return s, nil
+}
+
+func corrupted(path string, err error) error {
+	return fmt.Errorf("keygate: store %s is corrupted or not a keygate store: %w", path, err)
+}
+
+// openBolt opens the bbolt file, turning a panic on corrupt pages into an
+// error (the file descriptor of a panicking open cannot be released).
+func openBolt(path string) (db *bbolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("bbolt panicked: %v", r)
+		}
+	}()
+	return bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, FreelistType: bbolt.FreelistMapType})
+}
+
+// Close writes pending last-used times, stops the background flusher and
+// closes the file. Calling it again does nothing.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	close(s.stop)
+	s.done.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ferr := s.flushLocked()
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("keygate: close store %s: %w", s.path, err)
+	}
+	return ferr
+}
+
+// Index returns the index of the current revision. It never blocks.
+func (s *Store) Index() *credentials.Index {
+	if st := s.cur.Load(); st != nil {
+		return st.idx
+	}
+	return nil
+}
+
+// Path returns the file the store was opened from.
+func (s *Store) Path() string { return s.path }
+
+// load reads the whole file into a new state. fresh files (and bbolt files
+// without any bucket) get keygate's buckets and revision 0.
+func (s *Store) load(fresh bool) (st *state, err error) {
+	if fresh {
+		if err := s.initialize(); err != nil {
+			return nil, err
+		}
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			st, err = nil, corrupted(s.path, fmt.Errorf("bbolt panicked: %v", r))
+		}
+	}()
+	var empty bool
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		if fi, err := os.Stat(s.path); err == nil && fi.Size() < tx.Size() {
+			return fmt.Errorf("file is truncated: %d bytes, the database needs %d", fi.Size(), tx.Size())
+		}
+		if tx.Bucket(bucketMeta) == nil {
+			n := 0
+			tx.ForEach(func([]byte, *bbolt.Bucket) error { n++; return nil })
+			empty = n == 0
+			if !empty {
+				return errors.New("no keygate meta bucket")
+			}
+			return nil
+		}
+		var err error
+		st, err = readState(tx)
+		return err
+	})
+	if err != nil {
+		return nil, corrupted(s.path, err)
+	}
+	if empty && !fresh {
+		// A bbolt file with no bucket at all holds no data (for example a
+		// first Open that crashed before its first commit): initialize it.
+		return s.load(true)
+	}
+	if empty {
+		return nil, corrupted(s.path, errors.New("meta bucket missing after initialization"))
+	}
+	return st, nil
+}
+
+func (s *Store) initialize() error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta) != nil {
+			return nil
+		}
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		if err := m.Put(metaFormat, []byte(formatMarker)); err != nil {
+			return err
+		}
+		if err := m.Put(metaVersion, []byte(formatVersion)); err != nil {
+			return err
+		}
+		return m.Put(metaRevision, u64(0))
+	})
+	if err != nil {
+		return fmt.Errorf("keygate: store %s: initialize: %w", s.path, err)
+	}
+	return nil
+}
+
+// readState decodes every record of tx and builds the index. Record
+// decoding is spread over the CPUs; every worker copies what it keeps.
+func readState(tx *bbolt.Tx) (*state, error) {
+	m := tx.Bucket(bucketMeta)
+	if f := m.Get(metaFormat); string(f) != formatMarker {
+		return nil, fmt.Errorf("format marker is %q, want %q", f, formatMarker)
+	}
+	if v := m.Get(metaVersion); string(v) != formatVersion {
+		return nil, fmt.Errorf("format version %q is not supported (this keygate reads version %s)", v, formatVersion)
+	}
+	for _, name := range allBuckets {
+		if tx.Bucket(name) == nil {
+			return nil, fmt.Errorf("bucket %q is missing", name)
+		}
+	}
+	st := &state{}
+	r := m.Get(metaRevision)
+	if len(r) != 8 {
+		return nil, errors.New("meta revision is not 8 bytes")
+	}
+	st.rev = binary.BigEndian.Uint64(r)
+	if u := m.Get(metaUpdated); u != nil {
+		if err := st.updated.UnmarshalText(u); err != nil {
+			return nil, fmt.Errorf("meta updated: %v", err)
+		}
+	}
+
+	st.tenants = make(map[string]*credentials.Tenant)
+	err := tx.Bucket(bucketTenants).ForEach(func(k, v []byte) error {
+		t := new(credentials.Tenant)
+		if err := json.Unmarshal(v, t); err != nil {
+			return fmt.Errorf("tenant %q: %v", k, err)
+		}
+		if t.Slug != string(k) || !credentials.ValidSlug(t.Slug) {
+			return fmt.Errorf("tenant record %q has slug %q", k, t.Slug)
+		}
+		st.tenants[t.Slug] = t
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.clients = make(map[string]*credentials.Client)
+	err = tx.Bucket(bucketClients).ForEach(func(k, v []byte) error {
+		c := new(credentials.Client)
+		if err := json.Unmarshal(v, c); err != nil {
+			return fmt.Errorf("client %q: %v", k, err)
+		}
+		if c.ID != string(k) {
+			return fmt.Errorf("client record %q has ID %q", k, c.ID)
+		}
+		t := st.tenants[c.Tenant]
+		if t == nil {
+			return fmt.Errorf("client %q names tenant %q, which does not exist", c.ID, c.Tenant)
+		}
+		c.Tenant = t.Slug // share the string
+		st.clients[c.ID] = c
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.keys, err = readKeys(tx, st.clients)
+	if err != nil {
+		return nil, err
+	}
+	// Digests: the sums bucket must map exactly the keys' digests.
+	n := 0
+	err = tx.Bucket(bucketSums).ForEach(func(sum, id []byte) error {
+		n++
+		k := st.keys[string(id)]
+		if k == nil || len(sum) != 32 || k.KeySHA256 != hex.EncodeToString(sum) {
+			return fmt.Errorf("digest index entry for API key %q does not match the key", id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n != len(st.keys) {
+		return nil, fmt.Errorf("digest index holds %d entries for %d API keys", n, len(st.keys))
+	}
+
+	// Merge the last use into the index data (not into the state).
+	data := st.indexData()
+	byID := make(map[string]int, len(data.APIKeys))
+	for i := range data.APIKeys {
+		byID[data.APIKeys[i].ID] = i
+	}
+	err = tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
+		i, ok := byID[string(k)]
+		if !ok {
+			return nil // a key deleted while its use was being flushed
+		}
+		var u usageRecord
+		if err := json.Unmarshal(v, &u); err != nil {
+			return fmt.Errorf("usage of API key %q: %v", k, err)
+		}
+		t := u.LastUsedAt
+		data.APIKeys[i].LastUsedAt, data.APIKeys[i].LastUsedIP = &t, u.LastUsedIP
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	st.idx = credentials.BuildIndex(data, nil)
+	if st.idx.Len() != len(st.keys) {
+		return nil, fmt.Errorf("%d API keys share a digest with another key", len(st.keys)-st.idx.Len())
+	}
+	return st, nil
+}
+
+// readKeys decodes the apikeys bucket on all CPUs. The cursor walks the
+// bucket on this goroutine; workers decode batches of values while tx is
+// open (json.Unmarshal copies every string it keeps).
+func readKeys(tx *bbolt.Tx, clients map[string]*credentials.Client) (map[string]*credentials.APIKey, error) {
+	type kv struct{ k, v []byte }
+	type batch struct {
+		items []kv
+		out   []credentials.APIKey
+		err   error
+	}
+	const batchSize = 4096
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan *batch, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+			for b := range work {
+				func() {
+					defer func() {
+						if r := recover(); r != nil {
+							b.err = fmt.Errorf("bbolt panicked: %v", r)
+						}
+					}()
+					b.out = make([]credentials.APIKey, len(b.items))
+					for i, it := range b.items {
+						k := &b.out[i]
+						if err := json.Unmarshal(it.v, k); err != nil {
+							b.err = fmt.Errorf("API key %q: %v", it.k, err)
+							return
+						}
+						if k.ID != string(it.k) {
+							b.err = fmt.Errorf("API key record %q has ID %q", it.k, k.ID)
+							return
+						}
+					}
+				}()
+			}
+		}()
+	}
+	var batches []*batch
+	cur := &batch{}
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("bbolt panicked: %v", r)
+			}
+		}()
+		c := tx.Bucket(bucketAPIKeys).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			cur.items = append(cur.items, kv{k, v})
+			if len(cur.items) == batchSize {
+				batches = append(batches, cur)
+				work <- cur
+				cur = &batch{}
+			}
+		}
+		return nil
+	}()
+	if len(cur.items) > 0 {
+		batches = append(batches, cur)
+		work <- cur
+	}
+	close(work)
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, b := range batches {
+		if b.err != nil {
+			return nil, b.err
+		}
+		n += len(b.out)
+	}
+	keys := make(map[string]*credentials.APIKey, n)
+	for _, b := range batches {
+		for i := range b.out {
+			k := &b.out[i]
+			c := clients[k.ClientID]
+			if c == nil {
+				return nil, fmt.Errorf("API key %q names client %q, which does not exist", k.ID, k.ClientID)
+			}
+			if !isDigest(k.KeySHA256) {
+				return nil, fmt.Errorf("API key %q has a malformed digest", k.ID)
+			}
+			if k.Key != "" || k.LastUsedAt != nil || k.LastUsedIP != "" {
+				return nil, fmt.Errorf("API key record %q holds fields that are never stored", k.ID)
+			}
+			if keys[k.ID] != nil {
+				return nil, fmt.Errorf("API key %q is stored twice", k.ID)
+			}
+			k.ClientID = c.ID // share the string
+			keys[k.ID] = k
+		}
+		b.items = nil
+	}
+	return keys, nil
+}
+
+// isDigest reports whether s is 64 lower-case hex digits.
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// indexData returns the records of st as BuildIndex wants them.
+func (st *state) indexData() credentials.IndexData {
+	d := credentials.IndexData{
+		Revision: st.rev,
+		Tenants:  make([]credentials.Tenant, 0, len(st.tenants)),
+		Clients:  make([]credentials.Client, 0, len(st.clients)),
+		APIKeys:  make([]credentials.APIKey, 0, len(st.keys)),
+	}
+	for _, t := range st.tenants {
+		d.Tenants = append(d.Tenants, *t)
+	}
+	for _, c := range st.clients {
+		d.Clients = append(d.Clients, *c)
+	}
+	for _, k := range st.keys {
+		d.APIKeys = append(d.APIKeys, *k)
+	}
+	return d
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// usageRecord is the value of the usage bucket.
+type usageRecord struct {
+	LastUsedAt time.Time `json:"last_used_at"`
+	LastUsedIP string    `json:"last_used_ip,omitempty"`
+}
+
+// checkOpen returns an unavailable error once the store is closed. The
+// caller holds s.mu.
+func (s *Store) checkOpen() error {
+	if s.closed {
+		return credentials.Errorf(credentials.EUnavailable, "credential store is closed")
+	}
+	return nil
+}
+
+// ctxErr turns a done context into an unavailable error.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return &credentials.Error{Code: credentials.EUnavailable, Message: "request cancelled", Err: err}
+	}
+	return nil
+}
