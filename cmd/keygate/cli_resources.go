@@ -1,0 +1,598 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/credentials"
+)
+
+// ---- tenants ----
+
+func tenantRows(ts ...credentials.Tenant) [][]string {
+	var rows [][]string
+	for _, t := range ts {
+		rows = append(rows, []string{t.Slug, dash(t.DisplayName), yesNo(t.Disabled), when(t.CreatedAt)})
+	}
+	return rows
+}
+
+const tenantHeader = "SLUG\tNAME\tDISABLED\tCREATED"
+
+func (c *cli) showTenant(t *credentials.Tenant, rev uint64) error {
+	c.revision(rev)
+	return c.table(t, tenantHeader, tenantRows(*t))
+}
+
+var tenantCmds = map[string]subCommand{
+	"create": {
+		usage: "SLUG [--name NAME]",
+		help:  "Create (or update) a tenant",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			name := fs.String("name", "", "display name")
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "SLUG"); err != nil {
+					return err
+				}
+				t, rev, err := c.api.PutTenant(c.ctx, credentials.Tenant{Slug: args[0], DisplayName: *name})
+				if err != nil {
+					return err
+				}
+				return c.showTenant(t, rev)
+			}
+		},
+	},
+	"update": {
+		usage: "SLUG --name NAME",
+		help:  "Change a tenant's display name",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			name := fs.String("name", "", "display name")
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "SLUG"); err != nil {
+					return err
+				}
+				return c.editTenant(args[0], func(t *credentials.Tenant) {
+					if flagSet(fs, "name") {
+						t.DisplayName = *name
+					}
+				})
+			}
+		},
+	},
+	"disable": tenantToggle(true),
+	"enable":  tenantToggle(false),
+	"list": {
+		usage: "",
+		help:  "List tenants",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				ts, err := c.api.ListTenants(c.ctx)
+				if err != nil {
+					return err
+				}
+				return c.table(ts, tenantHeader, tenantRows(ts...))
+			}
+		},
+	},
+	"get": {
+		usage: "SLUG",
+		help:  "Show a tenant",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "SLUG"); err != nil {
+					return err
+				}
+				t, err := c.api.GetTenant(c.ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return c.table(t, tenantHeader, tenantRows(*t))
+			}
+		},
+	},
+	"delete": {
+		usage: "SLUG",
+		help:  "Delete a tenant (it must have no clients left)",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "SLUG"); err != nil {
+					return err
+				}
+				rev, err := c.api.DeleteTenant(c.ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return c.deleted("tenant", args[0], rev)
+			}
+		},
+	},
+}
+
+func tenantToggle(disabled bool) subCommand {
+	verb := map[bool]string{true: "Disable", false: "Enable"}[disabled]
+	return subCommand{
+		usage: "SLUG",
+		help:  verb + " a tenant (a disabled tenant's credentials are all refused)",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "SLUG"); err != nil {
+					return err
+				}
+				return c.editTenant(args[0], func(t *credentials.Tenant) { t.Disabled = disabled })
+			}
+		},
+	}
+}
+
+func (c *cli) editTenant(slug string, edit func(*credentials.Tenant)) error {
+	t, err := c.api.GetTenant(c.ctx, slug)
+	if err != nil {
+		return err
+	}
+	edit(t)
+	t, rev, err := c.api.PutTenant(c.ctx, *t)
+	if err != nil {
+		return err
+	}
+	return c.showTenant(t, rev)
+}
+
+func (c *cli) deleted(kind, id string, rev uint64) error {
+	if c.json {
+		return c.printJSON(map[string]any{"deleted": id, "revision": rev})
+	}
+	fmt.Fprintf(c.stdout, "deleted %s %s (revision %d)\n", kind, id, rev)
+	return nil
+}
+
+// ---- clients ----
+
+const clientHeader = "ID\tTENANT\tNAME\tSCOPES\tROLES\tRATE LIMIT\tCIDRS\tDISABLED"
+
+func clientRows(cs ...credentials.Client) [][]string {
+	var rows [][]string
+	for _, cl := range cs {
+		rows = append(rows, []string{cl.ID, cl.Tenant, dash(cl.Name), dash(strings.Join(cl.Scopes, " ")),
+			dash(strings.Join(cl.Roles, " ")), dash(cl.RateLimit), dash(strings.Join(cl.AllowedCIDRs, " ")), yesNo(cl.Disabled)})
+	}
+	return rows
+}
+
+func (c *cli) showClient(cl *credentials.Client, rev uint64) error {
+	c.revision(rev)
+	return c.table(cl, clientHeader, clientRows(*cl))
+}
+
+// clientFlags declares the editable client fields; apply copies the ones
+// given on the command line into a client.
+func clientFlags(fs *flag.FlagSet) (apply func(*credentials.Client)) {
+	name := fs.String("name", "", "name")
+	desc := fs.String("description", "", "description")
+	scopes := fs.String("scopes", "", "comma-separated scopes (wildcards like read:* allowed)")
+	roles := fs.String("roles", "", "comma-separated roles")
+	cidrs := fs.String("allowed-cidrs", "", "comma-separated CIDRs the client may call from (empty: any)")
+	rate := fs.String("rate-limit", "", "N/second|minute|hour|day (empty: none)")
+	return func(cl *credentials.Client) {
+		if flagSet(fs, "name") {
+			cl.Name = *name
+		}
+		if flagSet(fs, "description") {
+			cl.Description = *desc
+		}
+		if flagSet(fs, "scopes") {
+			cl.Scopes = splitList(*scopes)
+		}
+		if flagSet(fs, "roles") {
+			cl.Roles = splitList(*roles)
+		}
+		if flagSet(fs, "allowed-cidrs") {
+			cl.AllowedCIDRs = splitList(*cidrs)
+		}
+		if flagSet(fs, "rate-limit") {
+			cl.RateLimit = *rate
+		}
+	}
+}
+
+var clientCmds = map[string]subCommand{
+	"create": {
+		usage: "--tenant SLUG [--id cl_…] [--name …] [--scopes …] [--roles …] [--allowed-cidrs …] [--rate-limit N/period]",
+		help:  "Create a client; the ID is generated unless --id is given",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			tenant := fs.String("tenant", "", "tenant slug (required)")
+			id := fs.String("id", "", "client ID (cl_…); generated when empty")
+			apply := clientFlags(fs)
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+					return err
+				}
+				if *tenant == "" {
+					return usageErr("--tenant is required")
+				}
+				cl := credentials.Client{ID: *id, Tenant: *tenant}
+				apply(&cl)
+				out, rev, err := c.api.CreateClient(c.ctx, cl)
+				if err != nil {
+					return err
+				}
+				return c.showClient(out, rev)
+			}
+		},
+	},
+	"update": {
+		usage: "ID [--name …] [--scopes …] [--roles …] [--allowed-cidrs …] [--rate-limit …]",
+		help:  "Change the given fields of a client",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			apply := clientFlags(fs)
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				return c.editClient(args[0], apply)
+			}
+		},
+	},
+	"disable": clientToggle(true),
+	"enable":  clientToggle(false),
+	"list": {
+		usage: "[--tenant SLUG]",
+		help:  "List clients",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			tenant := fs.String("tenant", "", "only this tenant's clients")
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				cs, err := c.api.ListClients(c.ctx, *tenant)
+				if err != nil {
+					return err
+				}
+				return c.table(cs, clientHeader, clientRows(cs...))
+			}
+		},
+	},
+	"get": {
+		usage: "ID",
+		help:  "Show a client",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				cl, err := c.api.GetClient(c.ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return c.table(cl, clientHeader, clientRows(*cl))
+			}
+		},
+	},
+	"delete": {
+		usage: "ID",
+		help:  "Delete a client and its API keys",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				rev, err := c.api.DeleteClient(c.ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return c.deleted("client", args[0], rev)
+			}
+		},
+	},
+}
+
+func clientToggle(disabled bool) subCommand {
+	verb := map[bool]string{true: "Disable", false: "Enable"}[disabled]
+	return subCommand{
+		usage: "ID",
+		help:  verb + " a client (a disabled client's keys are all refused)",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				return c.editClient(args[0], func(cl *credentials.Client) { cl.Disabled = disabled })
+			}
+		},
+	}
+}
+
+func (c *cli) editClient(id string, edit func(*credentials.Client)) error {
+	cl, err := c.api.GetClient(c.ctx, id)
+	if err != nil {
+		return err
+	}
+	edit(cl)
+	cl, rev, err := c.api.PutClient(c.ctx, *cl)
+	if err != nil {
+		return err
+	}
+	return c.showClient(cl, rev)
+}
+
+// ---- API keys ----
+
+const keyHeader = "ID\tCLIENT\tNAME\tSCOPES\tEXPIRES\tDISABLED\tLAST USED\tLAST IP"
+
+func keyRows(ks ...credentials.APIKey) [][]string {
+	var rows [][]string
+	for _, k := range ks {
+		rows = append(rows, []string{k.ID, k.ClientID, dash(k.Name), dash(strings.Join(k.Scopes, " ")),
+			whenPtr(k.ExpiresAt), yesNo(k.Disabled), whenPtr(k.LastUsedAt), dash(k.LastUsedIP)})
+	}
+	return rows
+}
+
+// keyFlags declares the editable key fields.
+func keyFlags(fs *flag.FlagSet) (apply func(*credentials.APIKey) error) {
+	name := fs.String("name", "", "name")
+	scopes := fs.String("scopes", "", "comma-separated scopes, narrower than the client's (empty: the client's)")
+	expires := fs.String("expires", "", "expiry time (RFC 3339, e.g. 2026-12-31T00:00:00Z)")
+	expiresIn := fs.String("expires-in", "", "expiry from now (e.g. 90d, 12h)")
+	return func(k *credentials.APIKey) error {
+		if flagSet(fs, "name") {
+			k.Name = *name
+		}
+		if flagSet(fs, "scopes") {
+			k.Scopes = splitList(*scopes)
+		}
+		switch {
+		case *expires != "" && *expiresIn != "":
+			return usageErr("give --expires or --expires-in, not both")
+		case *expires != "":
+			t, err := time.Parse(time.RFC3339, *expires)
+			if err != nil {
+				return usageErr("--expires: %q is not an RFC 3339 time", *expires)
+			}
+			k.ExpiresAt = &t
+		case *expiresIn != "":
+			d, err := parseDays(*expiresIn)
+			if err != nil {
+				return usageErr("--expires-in: %v", err)
+			}
+			t := time.Now().Add(d).UTC().Truncate(time.Second)
+			k.ExpiresAt = &t
+		}
+		return nil
+	}
+}
+
+var apikeyCmds = map[string]subCommand{
+	"create": {
+		usage: "--client ID [--name …] [--scopes …] [--expires-in 90d]",
+		help:  "Generate a new API key; the key is printed once and cannot be shown again",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			client := fs.String("client", "", "client ID (required)")
+			id := fs.String("id", "", "key ID (ak_…); generated when empty")
+			quiet := fs.Bool("q", false, "print only the key (for scripts: KEY=$(keygate apikey create … -q))")
+			apply := keyFlags(fs)
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+					return err
+				}
+				if *client == "" {
+					return usageErr("--client is required")
+				}
+				k := credentials.APIKey{ID: *id, ClientID: *client}
+				if err := apply(&k); err != nil {
+					return err
+				}
+				nk, rev, err := c.api.CreateAPIKey(c.ctx, *client, k)
+				if err != nil {
+					return err
+				}
+				return c.showNewKey(nk.APIKey, nk.Key, rev, *quiet)
+			}
+		},
+	},
+	"import": {
+		usage: "--client ID (--key-file FILE | --sha256 HEX) [--name …] [--scopes …]",
+		help:  "Import an existing key: its plaintext from a file (- for stdin; hashed at once, never stored) or its SHA-256 hex digest",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			client := fs.String("client", "", "client ID (required)")
+			id := fs.String("id", "", "key ID (ak_…); generated when empty")
+			keyFile := fs.String("key-file", "", "file holding the plaintext key (- for stdin)")
+			sum := fs.String("sha256", "", "SHA-256 hex digest of the key (e.g. from hashlib.sha256(key.encode()).hexdigest())")
+			apply := keyFlags(fs)
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+					return err
+				}
+				if *client == "" {
+					return usageErr("--client is required")
+				}
+				k := credentials.APIKey{ID: *id, ClientID: *client}
+				switch {
+				case (*keyFile == "") == (*sum == ""):
+					return usageErr("give exactly one of --key-file or --sha256")
+				case *keyFile != "":
+					var data []byte
+					var err error
+					if *keyFile == "-" {
+						data, err = io.ReadAll(io.LimitReader(c.stdin, credentials.MaxKeyLen+2))
+					} else {
+						data, err = os.ReadFile(*keyFile)
+					}
+					if err != nil {
+						return err
+					}
+					key := string(bytes.TrimRight(data, "\r\n"))
+					if err := credentials.CheckImportableKey(key); err != nil {
+						return err
+					}
+					s := sha256.Sum256([]byte(key)) // the plaintext never leaves this process
+					k.KeySHA256 = hex.EncodeToString(s[:])
+				default:
+					k.KeySHA256 = strings.ToLower(strings.TrimSpace(*sum))
+				}
+				if err := apply(&k); err != nil {
+					return err
+				}
+				nk, rev, err := c.api.CreateAPIKey(c.ctx, *client, k)
+				if err != nil {
+					return err
+				}
+				c.revision(rev)
+				return c.table(nk.APIKey, keyHeader, keyRows(nk.APIKey))
+			}
+		},
+	},
+	"rotate": {
+		usage: "ID [--grace 1h]",
+		help:  "Replace a key by a new one (new ID, same client, name, scopes); the old key keeps working for --grace, then expires",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			grace := fs.String("grace", "0s", "how long the old key stays valid (e.g. 1h, 7d); 0 disables it now")
+			quiet := fs.Bool("q", false, "print only the new key")
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				g, err := parseDays(*grace)
+				if err != nil {
+					return usageErr("--grace: %v", err)
+				}
+				nk, rev, err := c.api.RotateAPIKey(c.ctx, args[0], g)
+				if err != nil {
+					return err
+				}
+				return c.showNewKey(nk.APIKey, nk.Key, rev, *quiet)
+			}
+		},
+	},
+	"update": {
+		usage: "ID [--name …] [--scopes …] [--expires …]",
+		help:  "Change the given fields of a key",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			apply := keyFlags(fs)
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				var applyErr error
+				err := c.editKey(args[0], func(k *credentials.APIKey) { applyErr = apply(k) })
+				if applyErr != nil {
+					return applyErr
+				}
+				return err
+			}
+		},
+	},
+	"disable": keyToggle(true),
+	"enable":  keyToggle(false),
+	"list": {
+		usage: "[--client ID]",
+		help:  "List API keys (never the keys themselves) with their last use",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			client := fs.String("client", "", "only this client's keys")
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 0, "no arguments"); err != nil {
+					return err
+				}
+				ks, err := c.api.ListAPIKeys(c.ctx, *client)
+				if err != nil {
+					return err
+				}
+				return c.table(ks, keyHeader, keyRows(ks...))
+			}
+		},
+	},
+	"get": {
+		usage: "ID",
+		help:  "Show an API key's record",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				k, err := c.api.GetAPIKey(c.ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return c.table(k, keyHeader, keyRows(*k))
+			}
+		},
+	},
+	"delete": {
+		usage: "ID",
+		help:  "Delete an API key",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				rev, err := c.api.DeleteAPIKey(c.ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return c.deleted("apikey", args[0], rev)
+			}
+		},
+	},
+}
+
+func keyToggle(disabled bool) subCommand {
+	verb := map[bool]string{true: "Disable", false: "Enable"}[disabled]
+	return subCommand{
+		usage: "ID",
+		help:  verb + " an API key",
+		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+			return func(c *cli, args []string) error {
+				if err := nArgs(args, 1, "ID"); err != nil {
+					return err
+				}
+				return c.editKey(args[0], func(k *credentials.APIKey) { k.Disabled = disabled })
+			}
+		},
+	}
+}
+
+func (c *cli) editKey(id string, edit func(*credentials.APIKey)) error {
+	k, err := c.api.GetAPIKey(c.ctx, id)
+	if err != nil {
+		return err
+	}
+	edit(k)
+	k.LastUsedAt, k.LastUsedIP = nil, ""
+	k, rev, err := c.api.PutAPIKey(c.ctx, *k)
+	if err != nil {
+		return err
+	}
+	c.revision(rev)
+	return c.table(k, keyHeader, keyRows(*k))
+}
+
+// showNewKey prints a generated key: the only time it is ever shown.
+func (c *cli) showNewKey(k credentials.APIKey, key string, rev uint64, quiet bool) error {
+	if quiet {
+		_, err := fmt.Fprintln(c.stdout, key)
+		return err
+	}
+	if c.json {
+		return c.printJSON(struct {
+			credentials.APIKey
+			Key      string `json:"key"`
+			Revision uint64 `json:"revision"`
+		}{k, key, rev})
+	}
+	c.revision(rev)
+	if err := c.table(k, keyHeader, keyRows(k)); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "\nkey: %s\n", key)
+	fmt.Fprintln(c.stderr, "Store this key now: keygate keeps only its SHA-256 and cannot show it again.")
+	return nil
+}

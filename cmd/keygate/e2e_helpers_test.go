@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// keygateBin is the binary built once for the end-to-end tests.
+var keygateBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keygate-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	keygateBin = filepath.Join(dir, "keygate")
+	out, err := exec.Command("go", "build", "-o", keygateBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building keygate: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and many readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// instance is a running `keygate serve`.
+type instance struct {
+	cmd     *exec.Cmd
+	dataDir string
+	addrs   map[string]string // grpc, http, admin, grpc-socket
+	log     *syncBuffer       // everything it wrote to stderr
+	done    chan error
+}
+
+// logLine is the part of keygate's JSON log lines the tests look at.
+type logLine struct {
+	Level    string `json:"level"`
+	Msg      string `json:"msg"`
+	Listener string `json:"listener"`
+	Addr     string `json:"addr"`
+}
+
+// startKeygate starts the binary on 127.0.0.1:0 ports with dataDir and
+// waits (by reading its log, not by sleeping) until it says it is ready.
+func startKeygate(t *testing.T, dataDir string, extra ...string) *instance {
+	t.Helper()
+	args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0", "--data-dir", dataDir}, extra...)
+	inst := &instance{cmd: exec.Command(keygateBin, args...), dataDir: dataDir, addrs: map[string]string{}, log: &syncBuffer{}, done: make(chan error, 1)}
+	r, w := io.Pipe()
+	inst.cmd.Stderr = w
+	if err := inst.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		err := inst.cmd.Wait()
+		w.Close()
+		inst.done <- err
+	}()
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Text()
+			inst.log.Write([]byte(line + "\n"))
+			var l logLine
+			if json.Unmarshal([]byte(line), &l) != nil || signalled {
+				continue
+			}
+			switch l.Msg {
+			case "listening":
+				inst.addrs[l.Listener] = l.Addr
+			case "keygate ready":
+				signalled = true
+				ready <- nil
+			}
+		}
+		if !signalled {
+			ready <- fmt.Errorf("keygate exited before it was ready")
+		}
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("%v; log:\n%s", err, inst.log.String())
+		}
+	case <-time.After(60 * time.Second):
+		inst.cmd.Process.Kill()
+		t.Fatalf("keygate not ready within 60s; log:\n%s", inst.log.String())
+	}
+	t.Cleanup(func() {
+		if inst.cmd.ProcessState == nil {
+			inst.cmd.Process.Kill()
+			<-inst.done
+		}
+	})
+	return inst
+}
+
+// stop sends SIGTERM and returns the exit error.
+func (in *instance) stop(t *testing.T) error {
+	t.Helper()
+	in.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-in.done:
+		return err
+	case <-time.After(30 * time.Second):
+		in.cmd.Process.Kill()
+		t.Fatalf("keygate did not stop within 30s")
+		return nil
+	}
+}
+
+// cli runs a keygate admin command against the instance.
+func (in *instance) cli(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(keygateBin, append(args, "--admin-url", "http://"+in.addrs["admin"], "--data-dir", in.dataDir)...)
+	cmd.Env = append(os.Environ(), "KEYGATE_ADMIN_TOKEN=")
+	cmd.Stdin = strings.NewReader(stdin)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return so.String(), se.String(), code
+}
+
+// mustCLI runs an admin command that must succeed.
+func (in *instance) mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, code := in.cli(t, "", args...)
+	if code != 0 {
+		t.Fatalf("keygate %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func (in *instance) authz(t *testing.T) authv3.AuthorizationClient {
+	t.Helper()
+	cc, err := grpc.NewClient(in.addrs["grpc"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return authv3.NewAuthorizationClient(cc)
+}
+
+// envoyCheck builds a CheckRequest shaped like Envoy's.
+func envoyCheck(method, path string, headers map[string]string, ext map[string]string) *authv3.CheckRequest {
+	h := map[string]string{":method": method, ":path": path, ":authority": "api.example.com", ":scheme": "https",
+		"x-request-id": "7f1c2a44-9d7e-4f3a-8a55-3f1f0e6b8c21", "user-agent": "e2e/1.0"}
+	for k, v := range headers {
+		h[k] = v
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "10.0.1.5", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 40123}}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: h["x-request-id"], Method: method, Path: path, Host: "api.example.com", Headers: h}},
+		ContextExtensions: ext,
+	}}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// okHeaders returns the headers an allow sets, by name.
+func okHeaders(resp *authv3.CheckResponse) map[string]string {
+	m := map[string]string{}
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		m[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	return m
+}
+
+func newAuthz(cc grpc.ClientConnInterface) authv3.AuthorizationClient {
+	return authv3.NewAuthorizationClient(cc)
+}
