@@ -1,0 +1,3 @@
+package bolt
+
+const helperEnv = "KEYGATE_BOLT_HELPER"
