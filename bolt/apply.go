@@ -201,8 +201,12 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 	upK := make(map[string]*credentials.APIKey, len(ch.APIKeys))
 	for i := range ch.APIKeys {
 		k := ch.APIKeys[i]
-		f := field("apikeys", k.ID, i, credentials.ValidateID(credentials.APIKeyPrefix, k.ID, "") == nil)
+		f := "apikeys[" + k.ID + "]"
 		if err := k.Normalize(f); err != nil {
+			if credentials.ValidateID(credentials.APIKeyPrefix, k.ID, "") != nil {
+				k = ch.APIKeys[i]
+				return nil, k.Normalize(field("apikeys", k.ID, i, false))
+			}
 			return nil, err
 		}
 		if upK[k.ID] != nil {
