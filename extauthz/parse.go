@@ -111,8 +111,8 @@ func joinInto(dst *string, has *bool, v, sep string) {
 // percent-encoding is malformed. '+' is kept as is: keys never contain
 // spaces, and base64 keys may contain '+'.
 func queryParam(path, name string) (val string, n int, bad bool) {
-	i := strings.IndexByte(path, '?')
-	if i < 0 {
+	i := strings.IndexAny(path, "?#")
+	if i < 0 || path[i] == '#' {
 		return "", 0, false
 	}
 	q := path[i+1:]
