@@ -81,7 +81,21 @@ func startKeygate(t *testing.T, dataDir string, extra ...string) *instance {
 	t.Helper()
 	args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--admin-addr", "127.0.0.1:0", "--data-dir", dataDir}, extra...)
-	inst := &instance{cmd: exec.Command(keygateBin, args...), dataDir: dataDir, addrs: map[string]string{}, log: &syncBuffer{}, done: make(chan error, 1)}
+	return startCmd(t, exec.Command(keygateBin, args...), dataDir)
+}
+
+// startDefault starts `keygate serve` with no flags at all in dir, as
+// `make run` does (default ports, ./data).
+func startDefault(t *testing.T, dir string) *instance {
+	t.Helper()
+	cmd := exec.Command(keygateBin, "serve")
+	cmd.Dir = dir
+	return startCmd(t, cmd, filepath.Join(dir, "data"))
+}
+
+func startCmd(t *testing.T, cmd *exec.Cmd, dataDir string) *instance {
+	t.Helper()
+	inst := &instance{cmd: cmd, dataDir: dataDir, addrs: map[string]string{}, log: &syncBuffer{}, done: make(chan error, 1)}
 	r, w := io.Pipe()
 	inst.cmd.Stderr = w
 	if err := inst.cmd.Start(); err != nil {
