@@ -55,3 +55,30 @@ func BenchmarkCheckNoop(b *testing.B) {
 	_, req := benchServer(b, "acme")
 	benchCheck(b, NoopServer{}, req, "ok")
 }
+
+// BenchmarkCheckAllowGRPC measures an allow through a real gRPC client and
+// server over bufconn, with parallel callers.
+func BenchmarkCheckAllowGRPC(b *testing.B) {
+	srv, req := benchServer(b, "acme")
+	benchGRPC(b, dial(b, srv), req)
+}
+
+// BenchmarkCheckNoopGRPC is BenchmarkCheckAllowGRPC against NoopServer.
+func BenchmarkCheckNoopGRPC(b *testing.B) {
+	_, req := benchServer(b, "acme")
+	benchGRPC(b, dial(b, NoopServer{}), req)
+}
+
+func benchGRPC(b *testing.B, client authv3.AuthorizationClient, req *authv3.CheckRequest) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := client.Check(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -20,6 +20,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -383,6 +384,9 @@ func TestCheck(t *testing.T) {
 
 	t.Run("logs_hold_no_secret", func(t *testing.T) {
 		out := logs.String()
+		if testing.Verbose() {
+			t.Log(out)
+		}
 		if !strings.Contains(out, `"code":"invalid_api_key"`) || !strings.Contains(out, `"request_id":"req-deny_unknown_key"`) {
 			t.Fatalf("decision log lines missing:\n%s", out)
 		}
@@ -543,5 +547,54 @@ func TestDenyTable(t *testing.T) {
 		if got := retryAfterSeconds(c.d); got != c.want {
 			t.Errorf("retryAfterSeconds(%v) = %d; want %d", c.d, got, c.want)
 		}
+	}
+}
+
+// TestMetrics: every Check is counted once under its code and method.
+func TestMetrics(t *testing.T) {
+	st, keys := newStore(t)
+	srv := NewServer(&credentials.Checker{Source: st}, Options{})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(srv.Collectors()...)
+	ok := (&checkCase{name: "m", hdr: map[string]string{"x-api-key": keys["acme"]}}).request(strings.NewReplacer())
+	none := (&checkCase{name: "m"}).request(strings.NewReplacer())
+	bad := (&checkCase{name: "m", ext: map[string]string{"keygate.nope": "1"}}).request(strings.NewReplacer())
+	for _, req := range []*authv3.CheckRequest{ok, ok, none, bad} {
+		srv.Check(context.Background(), req)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	histograms := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "keygate_check_total":
+				var code, method string
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "code" {
+						code = l.GetValue()
+					} else {
+						method = l.GetValue()
+					}
+				}
+				got[code+"/"+method] = m.GetCounter().GetValue()
+			case "keygate_check_duration_seconds":
+				histograms++
+				if n := m.GetHistogram().GetSampleCount(); n != 4 {
+					t.Errorf("duration samples %d; want 4", n)
+				}
+			}
+		}
+	}
+	for k, want := range map[string]float64{"ok/apikey": 2, "not_authenticated/none": 1, "error/none": 1, "invalid_api_key/apikey": 0, "rate_limited/jwt": 0} {
+		if v, ok := got[k]; !ok || v != want {
+			t.Errorf("keygate_check_total %s = %v (present %v); want %v", k, v, ok, want)
+		}
+	}
+	if histograms != 1 {
+		t.Errorf("%d duration histograms; want 1", histograms)
 	}
 }

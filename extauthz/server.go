@@ -241,10 +241,10 @@ func (s *Server) record(i int, d *credentials.Decision, start time.Time, h *head
 		tenant, client, keyID = d.Identity.TenantID, d.Identity.ClientID, d.Identity.KeyID
 	}
 	fields := []zap.Field{
-		zap.String("request_id", h.requestID),
-		zap.String("method", h.method),
-		zap.String("path", stripQuery(h.path)),
-		zap.String("authority", h.authority),
+		zap.String("request_id", clip(h.requestID)),
+		zap.String("method", clip(h.method)),
+		zap.String("path", clip(stripQuery(h.path))),
+		zap.String("authority", clip(h.authority)),
 		zap.String("source_ip", addrString(r.SourceIP)),
 		zap.String("code", code),
 		zap.String("reason", d.Reason),
@@ -271,10 +271,10 @@ func (s *Server) fail(h *headers, start time.Time, msg string, err error) {
 	}
 	if ce := s.log.Check(lvl, "check failed: "+msg); ce != nil {
 		ce.Write(
-			zap.String("request_id", h.requestID),
-			zap.String("method", h.method),
-			zap.String("path", stripQuery(h.path)),
-			zap.String("authority", h.authority),
+			zap.String("request_id", clip(h.requestID)),
+			zap.String("method", clip(h.method)),
+			zap.String("path", clip(stripQuery(h.path))),
+			zap.String("authority", clip(h.authority)),
 			zap.Error(err),
 			zap.Duration("latency", took),
 		)
@@ -286,4 +286,15 @@ func addrString(a netip.Addr) string {
 		return ""
 	}
 	return a.String()
+}
+
+// maxLogValue bounds client-supplied strings in the decision log.
+const maxLogValue = 256
+
+// clip shortens a client-supplied value for the log.
+func clip(s string) string {
+	if len(s) > maxLogValue {
+		return s[:maxLogValue] + "…"
+	}
+	return s
 }
