@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -15,6 +16,7 @@ func ServerOptions(maxRecv int) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
 		grpc.MaxConcurrentStreams(1024),
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	}

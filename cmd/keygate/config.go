@@ -38,6 +38,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `json:"shutdown_timeout" flag:"shutdown-timeout" usage:"how long in-flight Checks may take to finish on SIGTERM"`
 	MaxRequestBytes int           `json:"max_request_bytes" flag:"max-request-bytes" usage:"largest CheckRequest accepted over gRPC"`
 	MaxAdminBody    int64         `json:"max_admin_body" flag:"max-admin-body" usage:"largest admin API request body"`
+	Pprof           string        `json:"pprof" flag:"pprof" usage:"serve Go's /debug/pprof/ on the HTTP listener: true or false"`
 
 	// set by load: which fields were given explicitly (for error messages)
 	configFile string
@@ -245,6 +246,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestBytes < 64<<10 || c.MaxRequestBytes > 64<<20 {
 		return bad("max-request-bytes", "must be between 64 KiB and 64 MiB")
+	}
+	if c.Pprof != "" && c.Pprof != "true" && c.Pprof != "false" {
+		return bad("pprof", "%q is not true or false", c.Pprof)
 	}
 	if c.MaxAdminBody < 1<<20 {
 		return bad("max-admin-body", "must be at least 1 MiB")

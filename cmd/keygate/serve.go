@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -164,7 +165,7 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	var state atomic.Value // "starting", "ready", "stopping"
 	state.Store("starting")
 	httpSrv := &http.Server{
-		Handler:           httpHandler(ref, &state, reg),
+		Handler:           httpHandler(ref, &state, reg, cfg.Pprof == "true"),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
@@ -250,8 +251,13 @@ func listen(log *zap.Logger, name, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-func httpHandler(ref *storeRef, state *atomic.Value, reg *prometheus.Registry) http.Handler {
+func httpHandler(ref *storeRef, state *atomic.Value, reg *prometheus.Registry, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
