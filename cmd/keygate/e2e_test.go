@@ -272,6 +272,20 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("ak_legacy last use not kept: %+v", k)
 		}
 	}
+
+	// A backup is a store keygate can serve from.
+	restored := filepath.Join(t.TempDir(), "restored")
+	os.MkdirAll(restored, 0o700)
+	kg2.mustCLI(t, "backup", "-o", filepath.Join(restored, "keygate.db"))
+	kg3 := startKeygate(t, restored)
+	_, ready = getJSON(t, "http://"+kg3.addrs["http"]+"/readyz")
+	if ready["revision"] != float64(st.Revision) {
+		t.Fatalf("restored backup at revision %v, want %d", ready["revision"], st.Revision)
+	}
+	resp, err = kg3.authz(t).Check(ctxT(t), envoyCheck("GET", "/v1/projects", map[string]string{"x-api-key": dk}, ext))
+	if err != nil || resp.GetStatus().GetCode() != 0 {
+		t.Fatalf("restored backup: %v %v", resp, err)
+	}
 }
 
 func readFile(t *testing.T, p string) string {

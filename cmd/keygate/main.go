@@ -74,6 +74,7 @@ Usage:
   keygate client  create|list|get|update|disable|enable|delete
   keygate apikey  create|import|list|get|rotate|disable|enable|delete
   keygate apply -f state.yaml      replace the whole store with a snapshot document
+  keygate backup -o FILE           download a consistent copy of the store
   keygate version
 
 Admin commands talk to the admin API of a running keygate:
