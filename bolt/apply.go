@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,14 +65,32 @@ func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credenti
 		Summary:  p.summary(),
 		IDs:      p.ids(),
 	}
-	if err := s.db.Update(func(tx *bbolt.Tx) error { return p.write(tx, &entry) }); err != nil {
+	if err := s.commit(p, &entry); err != nil {
 		s.log.Error("credential change not committed", zap.String("actor", opt.Actor), zap.Uint64("revision", old.rev), zap.Error(err))
-		return res, writeError(s.path, err)
+		return res, err
 	}
 	next.idx = credentials.BuildIndex(next.indexData(), old.idx)
 	s.cur.Store(next)
 	s.log.Info("credentials changed", zap.String("actor", opt.Actor), zap.Uint64("revision", next.rev), zap.Any("summary", entry.Summary))
 	return credentials.ApplyResult{Revision: next.rev, Changed: true, Summary: entry.Summary}, nil
+}
+
+// commit writes p in one transaction. A failed commit (the write or fsync
+// of the file) is unavailable: the disk is full or failing.
+func (s *Store) commit(p *plan, entry *credentials.AuditEntry) error {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return writeError(s.path, err)
+	}
+	if err := p.write(tx, entry); err != nil {
+		tx.Rollback()
+		return writeError(s.path, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return &credentials.Error{Code: credentials.EUnavailable, Message: "the credential store cannot be written",
+			Err: fmt.Errorf("store %s: commit: %w", s.path, err)}
+	}
+	return nil
 }
 
 // writeError turns a failed commit into a credentials error: unavailable
@@ -449,13 +468,7 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 			return err
 		}
 	}
-	// Digests of deleted and changed keys go first, so a digest that moves
-	// to another key in this batch is written last.
 	for _, id := range p.goneK {
-		sum := p.old.keys[id].Sum()
-		if err := bs.Delete(sum[:]); err != nil {
-			return err
-		}
 		if err := bk.Delete([]byte(id)); err != nil {
 			return err
 		}
@@ -464,19 +477,42 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 		}
 	}
 	for _, k := range p.putK {
-		if o := p.old.keys[k.ID]; o != nil && o.KeySHA256 != k.KeySHA256 {
-			sum := o.Sum()
-			if err := bs.Delete(sum[:]); err != nil {
-				return err
-			}
-		}
-	}
-	for _, k := range p.putK {
 		if err := putJSON(bk, k.ID, k); err != nil {
 			return err
 		}
-		sum := k.Sum()
-		if err := bs.Put(sum[:], []byte(k.ID)); err != nil {
+	}
+	// Digests of deleted and changed keys go first, so a digest that moves
+	// to another key in this batch is written last. Digests are written in
+	// byte order: bbolt inserts into an unsplit node, and random order
+	// would move memory on every insert (quadratic for a large batch).
+	var del [][32]byte
+	for _, id := range p.goneK {
+		del = append(del, p.old.keys[id].Sum())
+	}
+	for _, k := range p.putK {
+		if o := p.old.keys[k.ID]; o != nil && o.KeySHA256 != k.KeySHA256 {
+			del = append(del, o.Sum())
+		}
+	}
+	slices.SortFunc(del, func(a, b [32]byte) int { return bytes.Compare(a[:], b[:]) })
+	for _, sum := range del {
+		if err := bs.Delete(sum[:]); err != nil {
+			return err
+		}
+	}
+	type sumID struct {
+		sum [32]byte
+		id  string
+	}
+	put := make([]sumID, 0, len(p.putK))
+	for _, k := range p.putK {
+		if o := p.old.keys[k.ID]; o == nil || o.KeySHA256 != k.KeySHA256 {
+			put = append(put, sumID{k.Sum(), k.ID})
+		}
+	}
+	slices.SortFunc(put, func(a, b sumID) int { return bytes.Compare(a.sum[:], b.sum[:]) })
+	for _, e := range put {
+		if err := bs.Put(e.sum[:], []byte(e.id)); err != nil {
 			return err
 		}
 	}
