@@ -20,6 +20,8 @@ type lookupFixture struct {
 	data IndexData
 	idx  *Index
 	keys []string
+
+	oldMap map[[32]byte]*KeyEntry // for BenchmarkMapLookup*
 }
 
 var (
@@ -89,7 +91,10 @@ var sinkEntry *KeyEntry
 // benchmarkLookup measures what a Check pays to find a key: the format
 // check, the hash and the index lookup, each iteration for a different
 // existing key.
-func benchmarkLookup(b *testing.B, n int) {
+//
+// With deref it also reads the entry's fields that Check reads next, so
+// the benchmark includes the entry's cache miss whatever the layout.
+func benchmarkLookup(b *testing.B, n int, deref bool) {
 	f := lookupFixtureOf(b, n)
 	keys, idx := f.keys, f.idx
 	b.ReportAllocs()
@@ -105,15 +110,60 @@ func benchmarkLookup(b *testing.B, n int) {
 		}
 		sum := HashKey(k)
 		e := idx.Key(&sum)
-		if e == nil || e.Disabled {
+		if e == nil || deref && (e.Disabled || !e.Client.Active) {
 			b.Fatal("not found")
 		}
 		sinkEntry = e
 	}
 }
 
-func BenchmarkLookup1k(b *testing.B) { benchmarkLookup(b, 1_000) }
-func BenchmarkLookup1M(b *testing.B) { benchmarkLookup(b, 1_000_000) }
+// BenchmarkMapLookup* measure the layout Index had before (a
+// map[[32]byte]*KeyEntry of separately allocated entries) on the same
+// keys, for comparison under the same machine load.
+func benchmarkMapLookup(b *testing.B, n int, deref bool) {
+	f := lookupFixtureOf(b, n)
+	fixtureMu.Lock()
+	if f.oldMap == nil {
+		f.oldMap = make(map[[32]byte]*KeyEntry, n)
+		for i := range f.data.APIKeys {
+			sum := f.data.APIKeys[i].Sum()
+			e := new(KeyEntry)
+			*e = *f.idx.Key(&sum)
+			f.oldMap[sum] = e
+		}
+		runtime.GC()
+	}
+	fixtureMu.Unlock()
+	keys, m := f.keys, f.oldMap
+	b.ReportAllocs()
+	b.ResetTimer()
+	j := 0
+	for i := 0; i < b.N; i++ {
+		k := keys[j]
+		if j++; j == len(keys) {
+			j = 0
+		}
+		if CheckKeyFormat(k) != nil {
+			b.Fatal("format")
+		}
+		sum := HashKey(k)
+		e := m[sum]
+		if e == nil || deref && (e.Disabled || !e.Client.Active) {
+			b.Fatal("not found")
+		}
+		sinkEntry = e
+	}
+}
+
+func BenchmarkMapLookup1k(b *testing.B)      { benchmarkMapLookup(b, 1_000, false) }
+func BenchmarkMapLookup1M(b *testing.B)      { benchmarkMapLookup(b, 1_000_000, false) }
+func BenchmarkMapLookupEntry1k(b *testing.B) { benchmarkMapLookup(b, 1_000, true) }
+func BenchmarkMapLookupEntry1M(b *testing.B) { benchmarkMapLookup(b, 1_000_000, true) }
+
+func BenchmarkLookup1k(b *testing.B)      { benchmarkLookup(b, 1_000, false) }
+func BenchmarkLookup1M(b *testing.B)      { benchmarkLookup(b, 1_000_000, false) }
+func BenchmarkLookupEntry1k(b *testing.B) { benchmarkLookup(b, 1_000, true) }
+func BenchmarkLookupEntry1M(b *testing.B) { benchmarkLookup(b, 1_000_000, true) }
 
 // BenchmarkBuildIndex1M reports the time to build an index of a million
 // keys and, as heap-MiB, the heap it holds (HeapInuse after GC).

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -169,6 +170,7 @@ func (s *Snapshot) changes(replace bool, prefix string) (*Changes, error) {
 			if err := k.Normalize(kp); err != nil {
 				return nil, err
 			}
+			(*sc.APIKeys)[j] = k // the document keeps no plaintext key either
 			if seenK[k.ID] {
 				return nil, FieldError(kp+".id", "duplicate API key %q", k.ID)
 			}
@@ -336,6 +338,10 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
 		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			// ::ffff:10.0.0.0/104 is 10.0.0.0/8: sources are compared unmapped.
+			return netip.PrefixFrom(a.Unmap(), p.Bits()-96).Masked(), nil
+		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
@@ -359,7 +365,8 @@ func DecodeStrict(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	// Not dec.More, which is false before a stray '}' or ']'.
+	if _, err := dec.Token(); err != io.EOF {
 		return FieldError("", "trailing data after the JSON document")
 	}
 	return nil

@@ -88,8 +88,8 @@ var DefaultPolicy = Policy{Methods: AllMethods}
 func ParsePolicy(ext map[string]string, def Policy) (Policy, error) {
 	p := def
 	for k, v := range ext {
-		if len(k) < 8 || k[:8] != "keygate." {
-			continue
+		if len(k) < 8 || !strings.EqualFold(k[:8], "keygate.") {
+			continue // "Keygate.scopes" is a typo to refuse, not to ignore
 		}
 		switch k {
 		case ExtMethods:

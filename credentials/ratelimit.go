@@ -46,7 +46,17 @@ func (r RateLimit) String() string {
 	if r.N == 0 {
 		return ""
 	}
-	u := map[time.Duration]string{time.Second: "second", time.Minute: "minute", time.Hour: "hour", 24 * time.Hour: "day"}[r.Period]
+	var u string // a switch, not a map literal, which allocated on every rate_limited deny
+	switch r.Period {
+	case time.Second:
+		u = "second"
+	case time.Minute:
+		u = "minute"
+	case time.Hour:
+		u = "hour"
+	case 24 * time.Hour:
+		u = "day"
+	}
 	return strconv.FormatInt(r.N, 10) + "/" + u
 }
 
