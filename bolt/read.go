@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"slices"
@@ -144,11 +145,14 @@ func (s *Store) mergeUsage(st *state, keys []credentials.APIKey) error {
 	return err
 }
 
-// view runs fn in a read transaction, mapping a closed store to an
-// unavailable error and anything else to internal.
+// view runs fn in a read transaction, mapping a closed store or an I/O
+// error to unavailable and anything else to internal.
 func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 	if err := s.db.View(fn); err != nil {
-		return writeError(s.path, err)
+		if e := writeError(s.path, err); credentials.ErrorCode(e) == credentials.EUnavailable {
+			return &credentials.Error{Code: credentials.EUnavailable, Message: "the credential store cannot be read", Err: err}
+		}
+		return credentials.Internal(fmt.Errorf("store %s: %w", s.path, err))
 	}
 	return nil
 }

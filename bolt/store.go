@@ -75,8 +75,9 @@ type Store struct {
 	closed bool
 	cur    atomic.Pointer[state]
 
-	stop chan struct{}
-	done sync.WaitGroup
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     sync.WaitGroup
 }
 
 var _ credentials.Store = (*Store)(nil)
@@ -166,16 +167,13 @@ func openBolt(path string) (db *bbolt.DB, err error) {
 // Close writes pending last-used times, stops the background flusher and
 // closes the file. Calling it again does nothing.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.mu.Unlock()
-	close(s.stop)
+	s.stopOnce.Do(func() { close(s.stop) })
 	s.done.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	ferr := s.flushLocked()
 	s.closed = true
 	if err := s.db.Close(); err != nil {
@@ -351,9 +349,12 @@ func readState(tx *bbolt.Tx) (*state, error) {
 
 	// Merge the last use into the index data (not into the state).
 	data := st.indexData()
-	byID := make(map[string]int, len(data.APIKeys))
-	for i := range data.APIKeys {
-		byID[data.APIKeys[i].ID] = i
+	var byID map[string]int
+	if k, _ := tx.Bucket(bucketUsage).Cursor().First(); k != nil {
+		byID = make(map[string]int, len(data.APIKeys))
+		for i := range data.APIKeys {
+			byID[data.APIKeys[i].ID] = i
+		}
 	}
 	err = tx.Bucket(bucketUsage).ForEach(func(k, v []byte) error {
 		i, ok := byID[string(k)]

@@ -2,8 +2,10 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -575,5 +577,39 @@ func TestSecondOpenIsLocked(t *testing.T) {
 	_, err := Open(path, Options{FlushInterval: -1})
 	if err == nil || !strings.Contains(err.Error(), "store "+path+" is locked by another process") {
 		t.Fatalf("second open: %v", err)
+	}
+}
+
+func TestCloseIsIdempotentAndConcurrent(t *testing.T) {
+	s, err := Open(dbPath(t), Options{FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if err := s.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	wantCode(t, s.FlushUsage(ctx), credentials.EUnavailable)
+	_, err = s.APIKeys(ctx, "")
+	if err != nil {
+		t.Fatalf("in-memory read after Close: %v", err)
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	s := open(t, dbPath(t), Options{})
+	c, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := s.Apply(c, &credentials.Changes{Tenants: []credentials.Tenant{tenant("acme")}}, credentials.ApplyOptions{})
+	wantCode(t, err, credentials.EUnavailable)
+	_, err = s.Backup(c, io.Discard)
+	wantCode(t, err, credentials.EUnavailable)
+	if st, _ := s.Status(ctx); st.Revision != 0 {
+		t.Fatalf("cancelled apply committed: %+v", st)
 	}
 }
