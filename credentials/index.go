@@ -95,12 +95,14 @@ type Index struct {
 	Revision uint64
 	Counts   Counts
 
-	// The key table is open addressing with linear probing over slots that
-	// hold the digest itself, so a lookup reads one or two adjacent cache
-	// lines of a pointer-free table (which the GC never scans) and then
-	// only the entry it returns. A map[[32]byte]*KeyEntry read three
-	// scattered lines (control word, slot, entry) and cost 4x more per
-	// lookup at a million keys than at a thousand.
+	// The key table is open addressing with linear probing (seeded
+	// maphash, so imported digests cannot be chosen to collide) over
+	// slots that hold the digest itself: a lookup reads one or two
+	// adjacent cache lines of a pointer-free table (which the GC never
+	// scans) and then only the entry it returns, from one contiguous
+	// slice. A map[[32]byte]*KeyEntry of separately allocated entries
+	// read a control word, a slot and a scattered entry; see
+	// BenchmarkLookup* and BenchmarkMapLookup* for the difference.
 	slots   []slot // len is a power of two, at most 3/4 full
 	seed    maphash.Seed
 	nkeys   int
