@@ -54,11 +54,21 @@ func benchBase() *credentials.Changes {
 // in batches of 100,000.
 func store1M(b *testing.B) string {
 	bench1M.once.Do(func() {
-		bench1M.dir, bench1M.err = os.MkdirTemp("", "keygate-bench-")
+		// KEYGATE_BENCH_1M names a 1M-key store to reuse (kept afterwards).
+		if p := os.Getenv("KEYGATE_BENCH_1M"); p != "" {
+			if _, err := os.Stat(p); err == nil {
+				bench1M.path = p
+				return
+			}
+			bench1M.path = p
+		}
+		if bench1M.path == "" {
+			bench1M.dir, bench1M.err = os.MkdirTemp("", "keygate-bench-")
+			bench1M.path = filepath.Join(bench1M.dir, "keygate.db")
+		}
 		if bench1M.err != nil {
 			return
 		}
-		bench1M.path = filepath.Join(bench1M.dir, "keygate.db")
 		s, err := Open(bench1M.path, Options{FlushInterval: -1})
 		if err != nil {
 			bench1M.err = err

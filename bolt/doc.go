@@ -33,7 +33,11 @@
 //   - Open never returns an empty store for a file it cannot read: a file
 //     without keygate's format marker, a truncated or corrupted file, a
 //     record that does not decode, or a panic inside bbolt (corrupt pages)
-//     is an error naming the file. Open writes nothing to such a file.
+//     is an error naming the file. Open writes nothing to such a file. (When
+//     bbolt panics inside its own Open, its file descriptor and lock cannot
+//     be released; the process should exit, as keygate serve does.)
+//   - Open waits at most 1s for the file lock, then reports that another
+//     process holds the store.
 //   - The audit log never holds secrets or key digests: only the actor, the
 //     time, counts and record IDs (at most maxAuditIDs per list).
 //   - Errors returned to callers are *credentials.Error; bbolt and I/O

@@ -3,7 +3,6 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -335,7 +334,7 @@ func readState(tx *bbolt.Tx) (*state, error) {
 	err = tx.Bucket(bucketSums).ForEach(func(sum, id []byte) error {
 		n++
 		k := st.keys[string(id)]
-		if k == nil || len(sum) != 32 || k.KeySHA256 != hex.EncodeToString(sum) {
+		if k == nil || len(sum) != 32 || k.Sum() != [32]byte(sum) {
 			return fmt.Errorf("digest index entry for API key %q does not match the key", id)
 		}
 		return nil
