@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -416,5 +418,57 @@ func TestCheckUsage(t *testing.T) {
 	w.check(t, &r)
 	if last, _, ok := e.Usage.Pending(); !ok || !last.Equal(t0.Add(time.Minute)) {
 		t.Errorf("Pending() after a later use = %v, %v", last, ok)
+	}
+}
+
+// atomicSource publishes indexes as a store does.
+type atomicSource struct{ p atomic.Pointer[Index] }
+
+func (s *atomicSource) Index() *Index { return s.p.Load() }
+
+// TestCheckConcurrent runs Checks while indexes are swapped (run with
+// -race) and spends a rate limit from many goroutines at once: exactly N
+// requests of a N/period limit are allowed.
+func TestCheckConcurrent(t *testing.T) {
+	w := newWorld(t)
+	src := &atomicSource{}
+	src.p.Store(w.src.idx)
+	for i := range w.data.Clients {
+		if w.data.Clients[i].ID == "cl_rl" {
+			w.data.Clients[i].RateLimit = "500/hour"
+		}
+	}
+	src.p.Store(BuildIndex(w.data, src.Index()))
+	c := &Checker{Source: src, Now: func() time.Time { return t0 }}
+	var allowed atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := xAPIKey(w.keys["rl"])
+			for i := 0; i < 200; i++ {
+				d, err := c.Check(context.Background(), &r)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				switch d.Code {
+				case Allow:
+					allowed.Add(1)
+				case RateLimited:
+				default:
+					t.Errorf("unexpected %q %s", d.Code, d.Reason)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		src.p.Store(BuildIndex(w.data, src.Index()))
+	}
+	wg.Wait()
+	if n := allowed.Load(); n != 500 {
+		t.Errorf("allowed %d of 1600 requests under a 500/hour limit, want 500", n)
 	}
 }
