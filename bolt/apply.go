@@ -66,12 +66,15 @@ func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credenti
 		IDs:      p.ids(),
 	}
 	if err := s.commit(p, &entry); err != nil {
-		s.log.Error("credential change not committed", zap.String("actor", opt.Actor), zap.Uint64("revision", old.rev), zap.Error(err))
+		// The adapter (admin) logs the failure once; this is detail.
+		s.log.Debug("credential change not committed", zap.String("actor", opt.Actor), zap.Uint64("revision", old.rev), zap.Error(err))
 		return res, err
 	}
+	t0 := time.Now()
 	next.idx = credentials.BuildIndex(next.indexData(), old.idx)
 	s.cur.Store(next)
-	s.log.Info("credentials changed", zap.String("actor", opt.Actor), zap.Uint64("revision", next.rev), zap.Any("summary", entry.Summary))
+	s.log.Debug("credentials changed", zap.String("actor", opt.Actor), zap.Uint64("revision", next.rev),
+		zap.Any("summary", entry.Summary), zap.Duration("index_build", time.Since(t0)))
 	return credentials.ApplyResult{Revision: next.rev, Changed: true, Summary: entry.Summary}, nil
 }
 

@@ -42,7 +42,7 @@ func TestOpenCreatesDirectoryAndFile(t *testing.T) {
 
 func TestCRUDAndRevisions(t *testing.T) {
 	clk := newClock()
-	core, logs := observer.New(zap.InfoLevel)
+	core, logs := observer.New(zap.DebugLevel)
 	s := open(t, dbPath(t), Options{Now: clk.Now, Logger: zap.New(core)})
 	secret := credentials.GenerateAPIKey()
 	res := mustApply(t, s, &credentials.Changes{
@@ -146,7 +146,7 @@ func TestCRUDAndRevisions(t *testing.T) {
 		!cmp.Equal(audit[3].IDs["apikeys.deleted"], []string{"ak_1"}) {
 		t.Fatalf("audit: %+v", audit)
 	}
-	// Log: one line per committed change, no digest.
+	// Debug log: one line per committed change, no digest (admin logs it at Info).
 	entries := logs.FilterMessage("credentials changed").All()
 	if len(entries) != 4 || entries[3].ContextMap()["revision"] != uint64(4) || entries[3].ContextMap()["actor"] != "test" {
 		t.Fatalf("log: %+v", entries)
