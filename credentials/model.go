@@ -117,9 +117,10 @@ func (c *Changes) Empty() bool {
 		len(c.DeleteTenants)+len(c.DeleteClients)+len(c.DeleteAPIKeys) == 0
 }
 
-// Changes validates and normalizes the snapshot (hashing plaintext keys)
-// and flattens it into Changes. Field paths in errors follow the document,
-// e.g. "clients[3].apikeys[0].key_sha256".
+// Changes validates the snapshot and flattens it into normalized Changes
+// (plaintext keys hashed and cleared). s itself is not modified: its
+// plaintext keys stay, so callers can scrub them from errors. Field paths
+// in errors follow the document, e.g. "clients[3].apikeys[0].key_sha256".
 func (s *Snapshot) Changes(replace bool) (*Changes, error) {
 	return s.changes(replace, "")
 }
@@ -170,7 +171,6 @@ func (s *Snapshot) changes(replace bool, prefix string) (*Changes, error) {
 			if err := k.Normalize(kp); err != nil {
 				return nil, err
 			}
-			(*sc.APIKeys)[j] = k // the document keeps no plaintext key either
 			if seenK[k.ID] {
 				return nil, FieldError(kp+".id", "duplicate API key %q", k.ID)
 			}

@@ -163,9 +163,10 @@ func TestSnapshotImportPlaintext(t *testing.T) {
 		if k.LastUsedIP != "" || k.LastUsedAt != nil {
 			t.Errorf("APIKeys[%d]: last use not cleared", i)
 		}
-		// The document keeps no plaintext either.
-		if d := (*s.Clients[0].APIKeys)[i]; d.Key != "" || d.KeySHA256 != want[i] {
-			t.Errorf("snapshot key %d still holds %q / %s", i, d.Key, d.KeySHA256)
+		// The document itself is left as it was (admin scrubs errors
+		// with the plaintext keys it still holds).
+		if d := (*s.Clients[0].APIKeys)[i]; i < 2 && (d.Key == "" || d.KeySHA256 != "") {
+			t.Errorf("snapshot key %d modified: %q / %s", i, d.Key, d.KeySHA256)
 		}
 		if sum := k.Sum(); hex.EncodeToString(sum[:]) != want[i] {
 			t.Errorf("APIKeys[%d].Sum() = %x", i, sum)
