@@ -152,7 +152,7 @@ func parseBool(v string) (bool, error) {
 func checkList(v string) error {
 	for item := range strings.SplitSeq(v, ",") {
 		item = strings.TrimSpace(item)
-		if item == "" || !tokenRE.MatchString(item) {
+		if !validToken(item) {
 			return fmt.Errorf("%q is not a comma-separated list of names", v)
 		}
 	}

@@ -234,3 +234,12 @@ func TestEachItem(t *testing.T) {
 		t.Errorf("eachItem (-want +got):\n%s", diff)
 	}
 }
+
+// TestValidTokenMatchesRegexp pins the hand-written check to tokenRE.
+func TestValidTokenMatchesRegexp(t *testing.T) {
+	for _, s := range []string{"", "a", "read:projects", "read:*", "a b", "a,b", "é", "x/y.z_w-v", strings.Repeat("a", 128), strings.Repeat("a", 129), "\x00", "A:Z", "~"} {
+		if got, want := validToken(s), tokenRE.MatchString(s); got != want {
+			t.Errorf("validToken(%q) = %v, tokenRE says %v", s, got, want)
+		}
+	}
+}

@@ -12,7 +12,7 @@ import (
 
 // benchServer returns an in-process Server over a real bolt store and an
 // Envoy-shaped request presenting the key named key ("" for none).
-func benchServer(b *testing.B, key string) (*Server, *authv3.CheckRequest) {
+func benchServer(b testing.TB, key string) (*Server, *authv3.CheckRequest) {
 	st, keys := newStore(b)
 	srv := NewServer(&credentials.Checker{Source: st}, Options{})
 	c := checkCase{name: "bench", hdr: map[string]string{}}

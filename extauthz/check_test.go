@@ -97,12 +97,17 @@ func newStore(t testing.TB) (*bolt.Store, testKeys) {
 // registrar is a Server or a NoopServer.
 type registrar interface{ Register(*grpc.Server) }
 
-// dial serves srv over bufconn with a real gRPC server (4 MiB receive
-// limit) and returns a client.
+// dial serves srv over bufconn with a real gRPC server configured as
+// keygate serve configures it (4 MiB receive limit; a Server's responses
+// pre-encoded) and returns a client.
 func dial(t testing.TB, srv registrar) authv3.AuthorizationClient {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(4 << 20))
+	opts := ServerOptions(4 << 20)
+	if s, ok := srv.(*Server); ok {
+		opts = append(opts, s.ServerOption())
+	}
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	done := make(chan struct{})
 	go func() { defer close(done); g.Serve(lis) }()

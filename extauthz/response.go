@@ -268,9 +268,10 @@ type allowKey struct {
 // allowCache caches allow responses for one index; a new index starts a
 // new cache so entries of replaced indexes are dropped together.
 type allowCache struct {
-	idx *credentials.Index
-	m   sync.Map // allowKey → *authv3.CheckResponse
-	n   atomic.Int64
+	idx  *credentials.Index
+	m    sync.Map // allowKey → *authv3.CheckResponse
+	wire sync.Map // *authv3.CheckResponse → []byte, its encoding (see codec.go)
+	n    atomic.Int64
 }
 
 // maxAllowCache bounds the allow responses cached per index.
@@ -295,6 +296,9 @@ func (s *Server) allow(id *credentials.Identity, strip uint8) *authv3.CheckRespo
 			return v.(*authv3.CheckResponse)
 		}
 		c.n.Add(1)
+		if b := encode(r); b != nil {
+			c.wire.Store(r, b)
+		}
 	}
 	return r
 }

@@ -42,6 +42,7 @@ type Server struct {
 	hops    int
 
 	denies     *denyResponses
+	denyWire   map[*authv3.CheckResponse][]byte // read-only after NewServer
 	allowCache atomic.Pointer[allowCache]
 
 	total    *prometheus.CounterVec
@@ -66,6 +67,14 @@ func NewServer(c *credentials.Checker, o Options) *Server {
 			Help:    "Time to answer a Check, in seconds.",
 			Buckets: prometheus.ExponentialBuckets(0.000025, 2, 16),
 		}),
+	}
+	s.denyWire = make(map[*authv3.CheckResponse][]byte)
+	for i := range s.denies {
+		for _, r := range s.denies[i] {
+			if b := encode(r); r != nil && b != nil {
+				s.denyWire[r] = b
+			}
+		}
 	}
 	if s.def == (credentials.Policy{}) {
 		s.def = credentials.DefaultPolicy

@@ -149,7 +149,7 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 		Logger:      log,
 		TrustedHops: cfg.TrustedHops,
 	})
-	gs := grpc.NewServer(extauthz.ServerOptions(cfg.MaxRequestBytes)...)
+	gs := grpc.NewServer(append(extauthz.ServerOptions(cfg.MaxRequestBytes), authz.ServerOption())...)
 	authz.Register(gs)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

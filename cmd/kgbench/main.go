@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -48,7 +50,11 @@ func main() {
 func noop(args []string) int {
 	fs := flag.NewFlagSet("kgbench noop", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	pprofAddr := fs.String("pprof", os.Getenv("KGBENCH_NOOP_PPROF"), "serve /debug/pprof/ on this address (for comparing profiles)")
 	fs.Parse(args)
+	if *pprofAddr != "" {
+		go http.ListenAndServe(*pprofAddr, nil)
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -91,7 +97,7 @@ func run(args []string) int {
 	warm := fs.Duration("warmup", time.Second, "warm-up before each run")
 	conc := fs.Int("concurrency", 16, "concurrent requests in flight")
 	conns := fs.Int("conns", 2, "gRPC connections (Envoy uses a few)")
-	rounds := fs.Int("rounds", 2, "alternating rounds of no-op and keygate")
+	rounds := fs.Int("rounds", 3, "alternating rounds of no-op and keygate")
 	mode := fs.String("mode", "apikey", "what keygate checks: apikey (allow), deny (unknown key)")
 	fs.Parse(args)
 
