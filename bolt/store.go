@@ -43,8 +43,9 @@ var (
 const (
 	formatMarker  = "keygate"
 	formatVersion = "1"
-	// lockTimeout is how long Open waits for another process's file lock.
-	lockTimeout = time.Second
+	// defaultLockTimeout is how long Open waits for another process's file
+	// lock when Options leaves LockTimeout 0.
+	defaultLockTimeout = time.Second
 	// defaultFlushInterval is the last-used flush period when Options
 	// leaves it 0.
 	defaultFlushInterval = 10 * time.Second
@@ -60,6 +61,9 @@ type Options struct {
 	FlushInterval time.Duration
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// LockTimeout is how long Open waits while another process holds the
+	// file (e.g. the old pod of a rolling update); 0 means 1s.
+	LockTimeout time.Duration
 }
 
 // Store is a credentials.Store on a bbolt file. Open it with Open and
@@ -107,6 +111,9 @@ func Open(path string, o Options) (*Store, error) {
 	if o.FlushInterval == 0 {
 		o.FlushInterval = defaultFlushInterval
 	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = defaultLockTimeout
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("keygate: store %s: create directory: %w", path, err)
 	}
@@ -123,11 +130,11 @@ func Open(path string, o Options) (*Store, error) {
 		fresh = true
 	}
 
-	db, err := openBolt(path)
+	db, err := openBolt(path, o.LockTimeout)
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
-			return nil, fmt.Errorf("keygate: store %s is locked by another process (waited %s)", path, lockTimeout)
+			return nil, fmt.Errorf("keygate: store %s is locked by another process (waited %s)", path, o.LockTimeout)
 		case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("keygate: store %s: %w", path, err)
 		}
@@ -153,7 +160,7 @@ func corrupted(path string, err error) error {
 
 // openBolt opens the bbolt file, turning a panic on corrupt pages into an
 // error (the file descriptor of a panicking open cannot be released).
-func openBolt(path string) (db *bbolt.DB, err error) {
+func openBolt(path string, lockTimeout time.Duration) (db *bbolt.DB, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
