@@ -35,6 +35,7 @@ type Config struct {
 	DefaultScopes   string        `json:"default_scopes" flag:"default-scopes" usage:"scopes required on routes without keygate.scopes (comma-separated)"`
 	TrustedHops     int           `json:"trusted_hops" flag:"trusted-hops" usage:"X-Forwarded-For hops to trust for the source IP (0: the peer address Envoy saw)"`
 	FlushInterval   time.Duration `json:"flush_interval" flag:"flush-interval" usage:"how often last-used times are written to the store"`
+	LockTimeout     time.Duration `json:"lock_timeout" flag:"lock-timeout" usage:"how long to wait while another process holds the store file"`
 	ShutdownTimeout time.Duration `json:"shutdown_timeout" flag:"shutdown-timeout" usage:"how long in-flight Checks may take to finish on SIGTERM"`
 	MaxRequestBytes int           `json:"max_request_bytes" flag:"max-request-bytes" usage:"largest CheckRequest accepted over gRPC"`
 	MaxAdminBody    int64         `json:"max_admin_body" flag:"max-admin-body" usage:"largest admin API request body"`
@@ -57,6 +58,7 @@ func DefaultConfig() Config {
 		EtcdPrefix:      "/keygate/",
 		DefaultMethods:  "apikey,hmac,jwt",
 		FlushInterval:   10 * time.Second,
+		LockTimeout:     10 * time.Second,
 		ShutdownTimeout: 15 * time.Second,
 		MaxRequestBytes: 4 << 20,
 		MaxAdminBody:    64 << 20,
@@ -240,6 +242,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FlushInterval < time.Second {
 		return bad("flush-interval", "must be at least 1s")
+	}
+	if c.LockTimeout < 0 || c.LockTimeout > 10*time.Minute {
+		return bad("lock-timeout", "must be between 0s and 10m")
 	}
 	if c.ShutdownTimeout <= 0 {
 		return bad("shutdown-timeout", "must be positive")

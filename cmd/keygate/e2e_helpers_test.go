@@ -65,6 +65,8 @@ type instance struct {
 	addrs   map[string]string // grpc, http, admin, grpc-socket
 	log     *syncBuffer       // everything it wrote to stderr
 	done    chan error
+	msgs    chan string // log messages, for waitLog
+	addrMu  *sync.Mutex
 }
 
 // logLine is the part of keygate's JSON log lines the tests look at.
@@ -95,7 +97,15 @@ func startDefault(t *testing.T, dir string) *instance {
 
 func startCmd(t *testing.T, cmd *exec.Cmd, dataDir string) *instance {
 	t.Helper()
-	inst := &instance{cmd: cmd, dataDir: dataDir, addrs: map[string]string{}, log: &syncBuffer{}, done: make(chan error, 1)}
+	return startUntil(t, cmd, dataDir, "keygate ready")
+}
+
+// startUntil starts cmd and returns once its log has said until. Every
+// log message is also queued for waitLog.
+func startUntil(t *testing.T, cmd *exec.Cmd, dataDir, until string) *instance {
+	t.Helper()
+	inst := &instance{cmd: cmd, dataDir: dataDir, addrs: map[string]string{}, log: &syncBuffer{},
+		done: make(chan error, 1), msgs: make(chan string, 1<<16)}
 	r, w := io.Pipe()
 	inst.cmd.Stderr = w
 	if err := inst.cmd.Start(); err != nil {
@@ -106,46 +116,64 @@ func startCmd(t *testing.T, cmd *exec.Cmd, dataDir string) *instance {
 		w.Close()
 		inst.done <- err
 	}()
-	ready := make(chan error, 1)
+	var mu sync.Mutex
+	inst.addrMu = &mu
 	go func() {
+		defer close(inst.msgs)
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), 4<<20)
-		signalled := false
 		for sc.Scan() {
 			line := sc.Text()
 			inst.log.Write([]byte(line + "\n"))
 			var l logLine
-			if json.Unmarshal([]byte(line), &l) != nil || signalled {
+			if json.Unmarshal([]byte(line), &l) != nil {
 				continue
 			}
-			switch l.Msg {
-			case "listening":
+			if l.Msg == "listening" {
+				mu.Lock()
 				inst.addrs[l.Listener] = l.Addr
-			case "keygate ready":
-				signalled = true
-				ready <- nil
+				mu.Unlock()
+			}
+			select {
+			case inst.msgs <- l.Msg:
+			default: // nobody waits for that many lines
 			}
 		}
-		if !signalled {
-			ready <- fmt.Errorf("keygate exited before it was ready")
-		}
 	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			t.Fatalf("%v; log:\n%s", err, inst.log.String())
-		}
-	case <-time.After(60 * time.Second):
-		inst.cmd.Process.Kill()
-		t.Fatalf("keygate not ready within 60s; log:\n%s", inst.log.String())
-	}
 	t.Cleanup(func() {
 		if inst.cmd.ProcessState == nil {
 			inst.cmd.Process.Kill()
 			<-inst.done
 		}
 	})
+	inst.waitLog(t, until)
 	return inst
+}
+
+// waitLog reads keygate's log messages until one equals msg.
+func (in *instance) waitLog(t *testing.T, msg string) {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case m, ok := <-in.msgs:
+			if !ok {
+				t.Fatalf("keygate exited before logging %q; log:\n%s", msg, in.log.String())
+			}
+			if m == msg {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("keygate did not log %q within 60s; log:\n%s", msg, in.log.String())
+		}
+	}
+}
+
+// addr returns the address keygate logged for a listener.
+func (in *instance) addr(name string) string {
+	in.addrMu.Lock()
+	defer in.addrMu.Unlock()
+	return in.addrs[name]
 }
 
 // stop sends SIGTERM and returns the exit error.
@@ -234,3 +262,5 @@ func okHeaders(resp *authv3.CheckResponse) map[string]string {
 func newAuthz(cc grpc.ClientConnInterface) authv3.AuthorizationClient {
 	return authv3.NewAuthorizationClient(cc)
 }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

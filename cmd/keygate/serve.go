@@ -189,7 +189,9 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 
 	// Open and load the store. A corrupted file stops keygate here.
 	t0 := time.Now()
-	store, err := bolt.Open(filepath.Join(cfg.DataDir, "keygate.db"), bolt.Options{Logger: log.Named("store"), FlushInterval: cfg.FlushInterval})
+	dbPath := filepath.Join(cfg.DataDir, "keygate.db")
+	log.Info("opening store", zap.String("path", dbPath))
+	store, err := bolt.Open(dbPath, bolt.Options{Logger: log.Named("store"), FlushInterval: cfg.FlushInterval, LockTimeout: cfg.LockTimeout})
 	if err != nil {
 		gs.Stop()
 		httpSrv.Close()
