@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -131,6 +132,40 @@ func loadConfig(args []string, env func(string) string, fs *flag.FlagSet) (Confi
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	return cfg, cfg.Validate()
+}
+
+// printServeFlags prints `keygate serve --help`: every setting with its
+// flag, environment variable and default, in the order of Config.
+func printServeFlags(w io.Writer) {
+	fmt.Fprint(w, serveHelp)
+	def := reflect.ValueOf(DefaultConfig())
+	t := def.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := f.Tag.Get("flag")
+		if name == "" {
+			continue
+		}
+		env := "KEYGATE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		fmt.Fprintf(w, "  --%s %s  (%s)\n", name, placeholder(def.Field(i)), env)
+		d := fmt.Sprint(def.Field(i).Interface())
+		if d == "" || d == "0" || d == "0s" {
+			fmt.Fprintf(w, "        %s\n", f.Tag.Get("usage"))
+		} else {
+			fmt.Fprintf(w, "        %s (default %s)\n", f.Tag.Get("usage"), d)
+		}
+	}
+	fmt.Fprintf(w, "  --config FILE  (KEYGATE_CONFIG)\n        optional YAML file of these settings (keys with underscores, e.g. grpc_addr)\n")
+}
+
+func placeholder(v reflect.Value) string {
+	switch v.Interface().(type) {
+	case time.Duration:
+		return "DURATION"
+	case int, int64:
+		return "N"
+	}
+	return "VALUE"
 }
 
 // fileConfig is Config as a YAML file spells it (durations as strings).

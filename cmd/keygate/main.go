@@ -92,7 +92,7 @@ Runs the ext_authz sidecar. Every flag can also be set as KEYGATE_<FLAG> in the
 environment (e.g. KEYGATE_GRPC_ADDR=:9191) or in a YAML file given by --config
 (keys with underscores, e.g. grpc_addr). Flags win over the environment, which
 wins over the file. An address of 127.0.0.1:0 picks a free port; every chosen
-address is logged ("listening").
+address is logged ("listening"). Details: docs/configuration.md.
 
-Flags:
+Settings:
 `

@@ -68,10 +68,7 @@ func newLogger(cfg *Config, w io.Writer) (*zap.Logger, error) {
 func serve(ctx context.Context, args []string, env func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keygate serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, serveHelp)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printServeFlags(stderr) }
 	cfg, err := loadConfig(args, env, fs)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
