@@ -138,11 +138,9 @@ func runAdminCommand(ctx context.Context, name string, cmd adminCommand, args []
 
 func printSubHelp(w io.Writer, name string, cmd adminCommand) {
 	fmt.Fprintf(w, "Usage: keygate %s <subcommand> [flags]\n\n%s.\n\nSubcommands:\n", name, strings.ToUpper(cmd.summary[:1])+cmd.summary[1:])
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, s := range sortedKeys(cmd.subs) {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", s, cmd.subs[s].usage, cmd.subs[s].help)
+		fmt.Fprintf(w, "  %s %s\n      %s\n", s, cmd.subs[s].usage, cmd.subs[s].help)
 	}
-	tw.Flush()
 	fmt.Fprintf(w, "\nRun \"keygate %s <subcommand> --help\" for its flags.\n", name)
 }
 

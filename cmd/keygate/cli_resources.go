@@ -66,72 +66,21 @@ var tenantCmds = map[string]subCommand{
 			}
 		},
 	},
-	"disable": tenantToggle(true),
-	"enable":  tenantToggle(false),
-	"list": {
-		usage: "",
-		help:  "List tenants",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 0, "no arguments"); err != nil {
-					return err
-				}
-				ts, err := c.api.ListTenants(c.ctx)
-				if err != nil {
-					return err
-				}
-				return c.table(ts, tenantHeader, tenantRows(ts...))
-			}
-		},
-	},
-	"get": {
-		usage: "SLUG",
-		help:  "Show a tenant",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "SLUG"); err != nil {
-					return err
-				}
-				t, err := c.api.GetTenant(c.ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return c.table(t, tenantHeader, tenantRows(*t))
-			}
-		},
-	},
-	"delete": {
-		usage: "SLUG",
-		help:  "Delete a tenant (it must have no clients left)",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "SLUG"); err != nil {
-					return err
-				}
-				rev, err := c.api.DeleteTenant(c.ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return c.deleted("tenant", args[0], rev)
-			}
-		},
-	},
+	"disable": toggleCmd("SLUG", "Disable a tenant (a disabled tenant's credentials are all refused)", true, setTenantDisabled),
+	"enable":  toggleCmd("SLUG", "Enable a tenant", false, setTenantDisabled),
+	"list": listCmd("List tenants", "", "", func(c *cli, _ string) ([]credentials.Tenant, error) {
+		return c.api.ListTenants(c.ctx)
+	}, tenantHeader, tenantRows),
+	"get": getCmd("SLUG", "Show a tenant", func(c *cli, slug string) (*credentials.Tenant, error) {
+		return c.api.GetTenant(c.ctx, slug)
+	}, tenantHeader, tenantRows),
+	"delete": deleteCmd("tenant", "SLUG", "Delete a tenant (it must have no clients left)", func(c *cli, slug string) (uint64, error) {
+		return c.api.DeleteTenant(c.ctx, slug)
+	}),
 }
 
-func tenantToggle(disabled bool) subCommand {
-	verb := map[bool]string{true: "Disable", false: "Enable"}[disabled]
-	return subCommand{
-		usage: "SLUG",
-		help:  verb + " a tenant (a disabled tenant's credentials are all refused)",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "SLUG"); err != nil {
-					return err
-				}
-				return c.editTenant(args[0], func(t *credentials.Tenant) { t.Disabled = disabled })
-			}
-		},
-	}
+func setTenantDisabled(c *cli, slug string, disabled bool) error {
+	return c.editTenant(slug, func(t *credentials.Tenant) { t.Disabled = disabled })
 }
 
 func (c *cli) editTenant(slug string, edit func(*credentials.Tenant)) error {
@@ -242,73 +191,21 @@ var clientCmds = map[string]subCommand{
 			}
 		},
 	},
-	"disable": clientToggle(true),
-	"enable":  clientToggle(false),
-	"list": {
-		usage: "[--tenant SLUG]",
-		help:  "List clients",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			tenant := fs.String("tenant", "", "only this tenant's clients")
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 0, "no arguments"); err != nil {
-					return err
-				}
-				cs, err := c.api.ListClients(c.ctx, *tenant)
-				if err != nil {
-					return err
-				}
-				return c.table(cs, clientHeader, clientRows(cs...))
-			}
-		},
-	},
-	"get": {
-		usage: "ID",
-		help:  "Show a client",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "ID"); err != nil {
-					return err
-				}
-				cl, err := c.api.GetClient(c.ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return c.table(cl, clientHeader, clientRows(*cl))
-			}
-		},
-	},
-	"delete": {
-		usage: "ID",
-		help:  "Delete a client and its API keys",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "ID"); err != nil {
-					return err
-				}
-				rev, err := c.api.DeleteClient(c.ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return c.deleted("client", args[0], rev)
-			}
-		},
-	},
+	"disable": toggleCmd("ID", "Disable a client (a disabled client's keys are all refused)", true, setClientDisabled),
+	"enable":  toggleCmd("ID", "Enable a client", false, setClientDisabled),
+	"list": listCmd("List clients", "tenant", "only this tenant's clients", func(c *cli, tenant string) ([]credentials.Client, error) {
+		return c.api.ListClients(c.ctx, tenant)
+	}, clientHeader, clientRows),
+	"get": getCmd("ID", "Show a client", func(c *cli, id string) (*credentials.Client, error) {
+		return c.api.GetClient(c.ctx, id)
+	}, clientHeader, clientRows),
+	"delete": deleteCmd("client", "ID", "Delete a client and its API keys", func(c *cli, id string) (uint64, error) {
+		return c.api.DeleteClient(c.ctx, id)
+	}),
 }
 
-func clientToggle(disabled bool) subCommand {
-	verb := map[bool]string{true: "Disable", false: "Enable"}[disabled]
-	return subCommand{
-		usage: "ID",
-		help:  verb + " a client (a disabled client's keys are all refused)",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "ID"); err != nil {
-					return err
-				}
-				return c.editClient(args[0], func(cl *credentials.Client) { cl.Disabled = disabled })
-			}
-		},
-	}
+func setClientDisabled(c *cli, id string, disabled bool) error {
+	return c.editClient(id, func(cl *credentials.Client) { cl.Disabled = disabled })
 }
 
 func (c *cli) editClient(id string, edit func(*credentials.Client)) error {
@@ -491,73 +388,21 @@ var apikeyCmds = map[string]subCommand{
 			}
 		},
 	},
-	"disable": keyToggle(true),
-	"enable":  keyToggle(false),
-	"list": {
-		usage: "[--client ID]",
-		help:  "List API keys (never the keys themselves) with their last use",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			client := fs.String("client", "", "only this client's keys")
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 0, "no arguments"); err != nil {
-					return err
-				}
-				ks, err := c.api.ListAPIKeys(c.ctx, *client)
-				if err != nil {
-					return err
-				}
-				return c.table(ks, keyHeader, keyRows(ks...))
-			}
-		},
-	},
-	"get": {
-		usage: "ID",
-		help:  "Show an API key's record",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "ID"); err != nil {
-					return err
-				}
-				k, err := c.api.GetAPIKey(c.ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return c.table(k, keyHeader, keyRows(*k))
-			}
-		},
-	},
-	"delete": {
-		usage: "ID",
-		help:  "Delete an API key",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "ID"); err != nil {
-					return err
-				}
-				rev, err := c.api.DeleteAPIKey(c.ctx, args[0])
-				if err != nil {
-					return err
-				}
-				return c.deleted("apikey", args[0], rev)
-			}
-		},
-	},
+	"disable": toggleCmd("ID", "Disable an API key", true, setKeyDisabled),
+	"enable":  toggleCmd("ID", "Enable an API key", false, setKeyDisabled),
+	"list": listCmd("List API keys (never the keys themselves) with their last use", "client", "only this client's keys", func(c *cli, client string) ([]credentials.APIKey, error) {
+		return c.api.ListAPIKeys(c.ctx, client)
+	}, keyHeader, keyRows),
+	"get": getCmd("ID", "Show an API key's record", func(c *cli, id string) (*credentials.APIKey, error) {
+		return c.api.GetAPIKey(c.ctx, id)
+	}, keyHeader, keyRows),
+	"delete": deleteCmd("apikey", "ID", "Delete an API key", func(c *cli, id string) (uint64, error) {
+		return c.api.DeleteAPIKey(c.ctx, id)
+	}),
 }
 
-func keyToggle(disabled bool) subCommand {
-	verb := map[bool]string{true: "Disable", false: "Enable"}[disabled]
-	return subCommand{
-		usage: "ID",
-		help:  verb + " an API key",
-		flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-			return func(c *cli, args []string) error {
-				if err := nArgs(args, 1, "ID"); err != nil {
-					return err
-				}
-				return c.editKey(args[0], func(k *credentials.APIKey) { k.Disabled = disabled })
-			}
-		},
-	}
+func setKeyDisabled(c *cli, id string, disabled bool) error {
+	return c.editKey(id, func(k *credentials.APIKey) { k.Disabled = disabled })
 }
 
 func (c *cli) editKey(id string, edit func(*credentials.APIKey)) error {
