@@ -285,8 +285,10 @@ func (c *Checker) findCredential(r *Request) (key string, src Source, code DenyC
 		return "", FromAPIKeyHeader, InvalidAPIKey, "x-api-key header over 8 KiB"
 	}
 	add(r.HasAPIKey, r.APIKey, FromAPIKeyHeader)
-	add(r.HasQueryKey, r.QueryKey, FromQuery)
-	add(r.HasCookieKey, r.CookieKey, FromCookie)
+	// Query and cookie keys count only where the route opted in, whatever
+	// the adapter passed.
+	add(r.HasQueryKey && r.Policy.QueryKey, r.QueryKey, FromQuery)
+	add(r.HasCookieKey && r.Policy.CookieKey != "", r.CookieKey, FromCookie)
 	add(r.Signature, "", FromSignature)
 	if n > 1 {
 		return "", src, AmbiguousCredentials, "more than one credential"

@@ -142,6 +142,8 @@ func TestCheck(t *testing.T) {
 		{name: "authorization django key", r: authz("Token " + k["django"]), src: FromAuthorization, method: MethodAPIKey, keyID: "ak_django"},
 		{name: "query", r: Request{Policy: Policy{Methods: AllMethods, QueryKey: true}, QueryKey: k["acme"], HasQueryKey: true}, src: FromQuery, method: MethodAPIKey, keyID: "ak_acme"},
 		{name: "cookie", r: Request{Policy: Policy{Methods: AllMethods, CookieKey: "kg"}, CookieKey: k["acme"], HasCookieKey: true}, src: FromCookie, method: MethodAPIKey, keyID: "ak_acme"},
+		{name: "query key on a route that did not opt in", r: Request{Policy: anyPolicy, QueryKey: k["acme"], HasQueryKey: true}, code: NotAuthenticated, reason: "no credential"},
+		{name: "cookie key on a route that did not opt in", r: Request{Policy: anyPolicy, CookieKey: k["acme"], HasCookieKey: true}, code: NotAuthenticated, reason: "no credential"},
 		{name: "same key twice", r: Request{Policy: anyPolicy, APIKey: k["acme"], HasAPIKey: true, Authorization: "ApiKey " + k["acme"], HasAuthorization: true}, src: FromAuthorization, method: MethodAPIKey, keyID: "ak_acme"},
 		{name: "basic auth is not keygate's", r: authz("Basic dXNlcjpwYXNz"), code: NotAuthenticated, reason: "no credential"},
 		{name: "basic auth and a key", r: Request{Policy: anyPolicy, Authorization: "Basic dXNlcjpwYXNz", HasAuthorization: true, APIKey: k["acme"], HasAPIKey: true}, src: FromAPIKeyHeader, method: MethodAPIKey, keyID: "ak_acme"},
