@@ -163,8 +163,8 @@ func TestIndexTable(t *testing.T) {
 		if idx.Len() != n {
 			t.Fatalf("n=%d: Len() = %d", n, idx.Len())
 		}
-		if len(idx.slots)*3 < n*4 {
-			t.Fatalf("n=%d: table of %d slots over 3/4 full", n, len(idx.slots))
+		if len(idx.base.slots)*3 < n*4 {
+			t.Fatalf("n=%d: table of %d slots over 3/4 full", n, len(idx.base.slots))
 		}
 		for i, k := range sub.APIKeys {
 			sum := k.Sum()
