@@ -71,7 +71,11 @@ func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credenti
 		return res, err
 	}
 	t0 := time.Now()
-	next.idx = credentials.BuildIndex(next.indexData(), old.idx)
+	if ch.Replace {
+		next.idx = credentials.BuildIndex(next.indexData(), old.idx)
+	} else {
+		next.idx = old.idx.With(p.delta())
+	}
 	s.cur.Store(next)
 	s.log.Debug("credentials changed", zap.String("actor", opt.Actor), zap.Uint64("revision", next.rev),
 		zap.Any("summary", entry.Summary), zap.Duration("index_build", time.Since(t0)))
@@ -120,6 +124,34 @@ type plan struct {
 	goneC []string
 	putK  []*credentials.APIKey
 	goneK []string
+}
+
+// delta returns the change of the plan to the index.
+func (p *plan) delta() *credentials.IndexDelta {
+	d := &credentials.IndexDelta{
+		Revision:      p.next.rev,
+		DeleteTenants: p.goneT,
+		DeleteClients: p.goneC,
+		Tenants:       make([]credentials.Tenant, len(p.putT)),
+		Clients:       make([]credentials.Client, len(p.putC)),
+		APIKeys:       make([]credentials.APIKey, len(p.putK)),
+	}
+	for i, t := range p.putT {
+		d.Tenants[i] = *t
+	}
+	for i, c := range p.putC {
+		d.Clients[i] = *c
+	}
+	for i, k := range p.putK {
+		d.APIKeys[i] = *k
+		if o := p.old.keys.get(k.ID); o != nil {
+			d.Removed = append(d.Removed, *o)
+		}
+	}
+	for _, id := range p.goneK {
+		d.Removed = append(d.Removed, *p.old.keys.get(id))
+	}
+	return d
 }
 
 func (p *plan) changed() bool {
@@ -235,7 +267,7 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 			return nil, credentials.FieldError(f+".id", "API key %q is given twice", k.ID)
 		}
 		if k.ClientID == "" {
-			o := old.keys[k.ID]
+			o := old.keys.get(k.ID)
 			if o == nil {
 				return nil, credentials.FieldError(f+".client_id", "the new API key %q needs a client", k.ID)
 			}
@@ -274,7 +306,7 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 	}
 	goneK := map[string]bool{}
 	for i, id := range ch.DeleteAPIKeys {
-		if old.keys[id] == nil {
+		if old.keys.get(id) == nil {
 			return nil, notFound("API key", id)
 		}
 		if upK[id] != nil {
@@ -299,7 +331,7 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 		replaceOf[id] = true
 	}
 	if ch.Replace || len(goneC) > 0 || len(replaceOf) > 0 {
-		for id, k := range old.keys {
+		for id, k := range old.keys.all() {
 			if upK[id] == nil && (ch.Replace || goneC[k.ClientID] || replaceOf[k.ClientID]) {
 				goneK[id] = true
 			}
@@ -333,7 +365,7 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 		p.putC = append(p.putC, c)
 	}
 	for id, k := range upK {
-		if o := old.keys[id]; o != nil {
+		if o := old.keys.get(id); o != nil {
 			if sameKey(o, k) {
 				continue
 			}
@@ -349,7 +381,8 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 	sort.Slice(p.putC, func(i, j int) bool { return p.putC[i].ID < p.putC[j].ID })
 	sort.Slice(p.putK, func(i, j int) bool { return p.putK[i].ID < p.putK[j].ID })
 
-	// The new maps (copy-on-write: only the ones that change are cloned).
+	// The new maps (copy-on-write: only the ones that change are cloned;
+	// the keys are derived in time proportional to the change).
 	if len(p.putT)+len(p.goneT) > 0 {
 		p.next.tenants = maps.Clone(old.tenants)
 		for _, slug := range p.goneT {
@@ -369,13 +402,7 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 		}
 	}
 	if len(p.putK)+len(p.goneK) > 0 {
-		p.next.keys = maps.Clone(old.keys)
-		for _, id := range p.goneK {
-			delete(p.next.keys, id)
-		}
-		for _, k := range p.putK {
-			p.next.keys[k.ID] = k
-		}
+		p.next.keys = old.keys.with(p.putK, p.goneK)
 	}
 	if err := p.checkIntegrity(upC, upK, explicitT); err != nil {
 		return nil, err
@@ -416,7 +443,7 @@ func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string
 	if len(p.goneC) > 0 {
 		// Keys of deleted clients were cascaded unless upserted (checked
 		// above); this catches anything else.
-		for id, k := range next.keys {
+		for id, k := range next.keys.all() {
 			if next.clients[k.ClientID] == nil {
 				return credentials.FieldError("apikeys["+id+"].client_id", "client %q of API key %q does not exist", k.ClientID, id)
 			}
@@ -439,7 +466,7 @@ func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string
 			continue
 		}
 		other := e.Identity.KeyID
-		if now := next.keys[other]; now == nil || now.KeySHA256 != k.KeySHA256 {
+		if now := next.keys.get(other); now == nil || now.KeySHA256 != k.KeySHA256 {
 			continue
 		}
 		return credentials.FieldError("apikeys["+k.ID+"].key_sha256", "same key as API key %q", other)
@@ -490,10 +517,10 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 	// would move memory on every insert (quadratic for a large batch).
 	var del [][32]byte
 	for _, id := range p.goneK {
-		del = append(del, p.old.keys[id].Sum())
+		del = append(del, p.old.keys.get(id).Sum())
 	}
 	for _, k := range p.putK {
-		if o := p.old.keys[k.ID]; o != nil && o.KeySHA256 != k.KeySHA256 {
+		if o := p.old.keys.get(k.ID); o != nil && o.KeySHA256 != k.KeySHA256 {
 			del = append(del, o.Sum())
 		}
 	}
@@ -509,7 +536,7 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 	}
 	put := make([]sumID, 0, len(p.putK))
 	for _, k := range p.putK {
-		if o := p.old.keys[k.ID]; o == nil || o.KeySHA256 != k.KeySHA256 {
+		if o := p.old.keys.get(k.ID); o == nil || o.KeySHA256 != k.KeySHA256 {
 			put = append(put, sumID{k.Sum(), k.ID})
 		}
 	}

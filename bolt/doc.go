@@ -15,10 +15,14 @@
 //   - Byte slices read from bbolt are only valid inside their transaction:
 //     they are copied or decoded before the transaction ends, never kept.
 //   - The whole decoded state (tenants, clients, API keys) lives in memory.
-//     Each state is immutable once published: Apply clones the maps it
-//     changes (copy-on-write), writes the difference in one bbolt Update
-//     transaction (fsynced on commit), and only after the commit publishes
-//     the new state and its credentials.Index through an atomic pointer.
+//     Each state is immutable once published: Apply clones the tenant and
+//     client maps it changes (copy-on-write), derives the API keys (a
+//     keySet: a shared base plus the keys changed since) and the index
+//     (credentials.Index.With) in time proportional to the change, not to
+//     the number of keys (a Replace rebuilds the index), writes the
+//     difference in one bbolt Update transaction (fsynced on commit), and
+//     only after the commit publishes the new state and its
+//     credentials.Index through an atomic pointer.
 //     Index is a lock-free atomic load, so a Check never waits for a write
 //     and never sees a mix of two revisions.
 //   - A failed Apply changes nothing: the transaction is rolled back and the

@@ -80,7 +80,7 @@ func (s *Store) APIKey(ctx context.Context, id string) (*credentials.APIKey, err
 		return nil, err
 	}
 	st := s.cur.Load()
-	k := st.keys[id]
+	k := st.keys.get(id)
 	if k == nil {
 		return nil, notFound("API key", id)
 	}
@@ -99,7 +99,7 @@ func (s *Store) APIKeys(ctx context.Context, clientID string) ([]credentials.API
 	}
 	st := s.cur.Load()
 	var out []credentials.APIKey
-	for _, k := range st.keys {
+	for _, k := range st.keys.all() {
 		if clientID == "" || k.ClientID == clientID {
 			out = append(out, copyKey(k))
 		}
@@ -170,7 +170,7 @@ func (s *Store) Export(ctx context.Context) (*credentials.Snapshot, error) {
 		snap.Tenants = append(snap.Tenants, *st.tenants[slug])
 	}
 	byClient := make(map[string][]credentials.APIKey, len(st.clients))
-	for _, k := range st.keys {
+	for _, k := range st.keys.all() {
 		c := copyKey(k)
 		c.ClientID = ""
 		byClient[k.ClientID] = append(byClient[k.ClientID], c)
@@ -198,7 +198,7 @@ func (s *Store) Status(ctx context.Context) (credentials.Status, error) {
 		Counts: credentials.Counts{
 			Tenants: len(st.tenants),
 			Clients: len(st.clients),
-			APIKeys: len(st.keys),
+			APIKeys: st.keys.size(),
 		},
 		Active:  st.idx.Counts,
 		Updated: st.updated,

@@ -92,7 +92,7 @@ type state struct {
 	updated time.Time
 	tenants map[string]*credentials.Tenant
 	clients map[string]*credentials.Client
-	keys    map[string]*credentials.APIKey // LastUsedAt/LastUsedIP are always empty
+	keys    *keySet // LastUsedAt/LastUsedIP are always empty
 	idx     *credentials.Index
 }
 
@@ -332,15 +332,16 @@ func readState(tx *bbolt.Tx) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.keys, err = readKeys(tx, st.clients)
+	keys, err := readKeys(tx, st.clients)
 	if err != nil {
 		return nil, err
 	}
+	st.keys = newKeySet(keys)
 	// Digests: the sums bucket must map exactly the keys' digests.
 	n := 0
 	err = tx.Bucket(bucketSums).ForEach(func(sum, id []byte) error {
 		n++
-		k := st.keys[string(id)]
+		k := st.keys.get(string(id))
 		if k == nil || len(sum) != 32 || k.Sum() != [32]byte(sum) {
 			return fmt.Errorf("digest index entry for API key %q does not match the key", id)
 		}
@@ -349,8 +350,8 @@ func readState(tx *bbolt.Tx) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n != len(st.keys) {
-		return nil, fmt.Errorf("digest index holds %d entries for %d API keys", n, len(st.keys))
+	if n != st.keys.size() {
+		return nil, fmt.Errorf("digest index holds %d entries for %d API keys", n, st.keys.size())
 	}
 
 	// Merge the last use into the index data (not into the state).
@@ -379,8 +380,8 @@ func readState(tx *bbolt.Tx) (*state, error) {
 		return nil, err
 	}
 	st.idx = credentials.BuildIndex(data, nil)
-	if st.idx.Len() != len(st.keys) {
-		return nil, fmt.Errorf("%d API keys share a digest with another key", len(st.keys)-st.idx.Len())
+	if st.idx.Len() != st.keys.size() {
+		return nil, fmt.Errorf("%d API keys share a digest with another key", st.keys.size()-st.idx.Len())
 	}
 	return st, nil
 }
@@ -506,7 +507,7 @@ func (st *state) indexData() credentials.IndexData {
 		Revision: st.rev,
 		Tenants:  make([]credentials.Tenant, 0, len(st.tenants)),
 		Clients:  make([]credentials.Client, 0, len(st.clients)),
-		APIKeys:  make([]credentials.APIKey, 0, len(st.keys)),
+		APIKeys:  make([]credentials.APIKey, 0, st.keys.size()),
 	}
 	for _, t := range st.tenants {
 		d.Tenants = append(d.Tenants, *t)
@@ -514,7 +515,7 @@ func (st *state) indexData() credentials.IndexData {
 	for _, c := range st.clients {
 		d.Clients = append(d.Clients, *c)
 	}
-	for _, k := range st.keys {
+	for _, k := range st.keys.all() {
 		d.APIKeys = append(d.APIKeys, *k)
 	}
 	return d
