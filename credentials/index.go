@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Counts are the numbers of active credentials and records in an Index.
@@ -42,14 +43,16 @@ type ClientEntry struct {
 	Limit  RateLimit
 }
 
-// KeyEntry is an API key as Check sees it.
+// KeyEntry is an API key as Check sees it. The fields Check reads first
+// come first: with the digest in front of them they fill one cache line
+// of the key table (see keyRecord).
 type KeyEntry struct {
-	Identity Identity
 	Client   *ClientEntry
-	Scopes   []string // the key's own (narrower) scopes; empty: the client's
-	Expires  int64    // Unix nanoseconds; 0: never
+	Expires  int64 // Unix nanoseconds; 0: never
 	Disabled bool
 	Usage    *Usage
+	Scopes   []string // the key's own (narrower) scopes; empty: the client's
+	Identity Identity
 }
 
 // activeAt reports whether e allows requests at t (Unix nanoseconds).
@@ -137,30 +140,43 @@ type clientInfo struct {
 // from the one it was built for.
 //
 // The table is open addressing with linear probing (seeded maphash, so
-// imported digests cannot be chosen to collide) over slots that hold the
-// digest itself: a lookup reads one or two adjacent cache lines of a
-// pointer-free table (which the GC never scans) and then only the entry
-// it returns, from one contiguous slice. A map[[32]byte]*KeyEntry of
+// imported digests cannot be chosen to collide) over 8-byte slots that
+// hold 32 bits of the digest's hash and the position of its record: the
+// slots of a million keys take 16 MiB (a table of whole digests took
+// 75 MB), pointer-free (the GC never scans them) and, on Linux, backed by
+// transparent huge pages where the OS has them (see allocSlots), so a
+// random lookup pays fewer cache and TLB misses. A slot whose hash bits
+// match leads to the record, which holds the whole digest followed by
+// the fields Check reads first, in one aligned cache line: a lookup that
+// finds a key touches one line of slots and one line of its record
+// before Check needs anything else. A map[[32]byte]*KeyEntry of
 // separately allocated entries read a control word, a slot and a
 // scattered entry; see BenchmarkLookup* and BenchmarkMapLookup* for the
-// difference. Large tables live outside the Go heap, in memory backed by
-// transparent huge pages where the OS has them (see allocSlots): a random
-// lookup in a 75 MB table otherwise pays a page-table walk as well as a
-// cache miss.
+// difference.
 type keyTable struct {
 	slots    []slot // len is a power of two, at most 3/4 full
 	seed     maphash.Seed
 	n        int
-	entries  []KeyEntry
-	byClient map[string][]uint32 // client ID → positions in slots of its keys
+	recs     []keyRecord
+	byClient map[string][]uint32 // client ID → positions in recs of its keys
+	dups     bool                // a later record replaced an earlier one
 	builtAt  int64               // Unix nanoseconds at which activity was counted
 }
 
-// slot is one cell of the key table: an entry's digest and its position
-// in entries plus one (0: empty).
+// slot is one cell of the key table: the high 32 bits of the hash of a
+// record's digest and the record's position in recs plus one (0: empty).
 type slot struct {
-	sum [32]byte
+	tag uint32
 	ref uint32
+}
+
+// keyRecord is a key's digest and entry, 192 bytes: in a slice that
+// starts on a cache line (any large allocation does), the digest and the
+// entry's first fields share one line.
+type keyRecord struct {
+	sum   [32]byte
+	entry KeyEntry
+	_     [192 - 32 - unsafe.Sizeof(KeyEntry{})]byte
 }
 
 // IndexData is what BuildIndex needs from storage.
@@ -210,11 +226,11 @@ func BuildIndex(d IndexData, prev *Index) *Index {
 		if u == nil {
 			u = newUsage(k)
 		}
-		kt.entries = append(kt.entries, KeyEntry{})
-		e := &kt.entries[len(kt.entries)-1]
+		kt.recs = append(kt.recs, keyRecord{sum: sum})
+		e := &kt.recs[len(kt.recs)-1].entry
 		ci.fill(e, k)
 		e.Usage = u
-		kt.insert(sum, uint32(len(kt.entries)))
+		kt.insert(uint32(len(kt.recs)))
 	}
 	kt.index()
 	idx.base = kt
@@ -337,26 +353,30 @@ func newKeyTable(n int, now int64) *keyTable {
 	for size < n/3*4+4 {
 		size <<= 1
 	}
-	kt := &keyTable{seed: maphash.MakeSeed(), entries: make([]KeyEntry, 0, n), builtAt: now}
+	kt := &keyTable{seed: maphash.MakeSeed(), recs: make([]keyRecord, 0, n), builtAt: now}
 	kt.slots = allocSlots(kt, size)
 	return kt
 }
 
 func (kt *keyTable) hash(sum *[32]byte) uint64 { return maphash.Bytes(kt.seed, sum[:]) }
 
-// insert puts the digest of entries[ref-1] in the table; a digest already
-// there is replaced (the later key wins).
-func (kt *keyTable) insert(sum [32]byte, ref uint32) {
+// insert puts recs[ref-1] in the table; a digest already there is
+// replaced (the later key wins).
+func (kt *keyTable) insert(ref uint32) {
+	sum := &kt.recs[ref-1].sum
+	h := kt.hash(sum)
+	tag := uint32(h >> 32)
 	mask := uint64(len(kt.slots) - 1)
-	for i := kt.hash(&sum) & mask; ; i = (i + 1) & mask {
+	for i := h & mask; ; i = (i + 1) & mask {
 		s := &kt.slots[i]
 		if s.ref == 0 {
-			s.sum, s.ref = sum, ref
+			s.tag, s.ref = tag, ref
 			kt.n++
 			return
 		}
-		if s.sum == sum {
+		if s.tag == tag && kt.recs[s.ref-1].sum == *sum {
 			s.ref = ref
+			kt.dups = true
 			return
 		}
 	}
@@ -365,37 +385,56 @@ func (kt *keyTable) insert(sum [32]byte, ref uint32) {
 // index fills byClient (after the last insert).
 func (kt *keyTable) index() {
 	kt.byClient = make(map[string][]uint32)
-	for i := range kt.slots {
-		if r := kt.slots[i].ref; r != 0 {
-			id := kt.entries[r-1].Client.ID
+	for i := range kt.recs {
+		if kt.live(i) {
+			id := kt.recs[i].entry.Client.ID
 			kt.byClient[id] = append(kt.byClient[id], uint32(i))
 		}
 	}
+}
+
+// live reports whether recs[i] is in the table (not replaced by a later
+// record of the same digest).
+func (kt *keyTable) live(i int) bool {
+	if !kt.dups {
+		return true
+	}
+	r := &kt.recs[i]
+	e := kt.find(kt.hash(&r.sum), &r.sum)
 	runtime.KeepAlive(kt)
+	return e == &r.entry
 }
 
 // find returns the entry of sum, whose hash is h, or nil.
 func (kt *keyTable) find(h uint64, sum *[32]byte) *KeyEntry {
+	tag := uint32(h >> 32)
 	mask := uint64(len(kt.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
-		s := &kt.slots[i]
+		s := kt.slots[i]
 		if s.ref == 0 {
 			return nil
 		}
-		if s.sum == *sum {
-			return &kt.entries[s.ref-1]
+		if s.tag == tag {
+			if r := &kt.recs[s.ref-1]; r.sum == *sum {
+				return &r.entry
+			}
 		}
 	}
 }
 
+// at returns the digest and entry of recs[i].
+func (kt *keyTable) at(i uint32) (*[32]byte, *KeyEntry) {
+	r := &kt.recs[i]
+	return &r.sum, &r.entry
+}
+
 // each calls f with every digest and entry of the table.
 func (kt *keyTable) each(f func(sum *[32]byte, e *KeyEntry)) {
-	for i := range kt.slots {
-		if s := &kt.slots[i]; s.ref != 0 {
-			f(&s.sum, &kt.entries[s.ref-1])
+	for i := range kt.recs {
+		if kt.live(i) {
+			f(&kt.recs[i].sum, &kt.recs[i].entry)
 		}
 	}
-	runtime.KeepAlive(kt)
 }
 
 // Key returns the entry of the key whose SHA-256 digest is sum, or nil.

@@ -110,9 +110,9 @@ func (x *Index) With(d *IndexDelta) *Index {
 		}
 		for id := range changed {
 			for _, pos := range n.base.byClient[id] {
-				s := &n.base.slots[pos]
-				if n.over.find(n.base.hash(&s.sum), &s.sum) == nil {
-					visit(&s.sum, &n.base.entries[s.ref-1])
+				sum, e := n.base.at(pos)
+				if n.over.find(n.base.hash(sum), sum) == nil {
+					visit(sum, e)
 				}
 			}
 		}
@@ -218,8 +218,8 @@ func (x *Index) set(sum *[32]byte, e *KeyEntry, now int64) {
 func (x *Index) compact(now int64) {
 	kt := newKeyTable(x.nkeys, now)
 	x.each(func(sum *[32]byte, e *KeyEntry) {
-		kt.entries = append(kt.entries, *e)
-		kt.insert(*sum, uint32(len(kt.entries)))
+		kt.recs = append(kt.recs, keyRecord{sum: *sum, entry: *e})
+		kt.insert(uint32(len(kt.recs)))
 	})
 	kt.index()
 	x.base, x.over = kt, overlay{}
