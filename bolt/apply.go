@@ -3,6 +3,7 @@ package bolt
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +47,12 @@ func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credenti
 		return res, credentials.Errorf(credentials.EPrecondition, "the store is at revision %d, not %d", old.rev, *opt.IfMatch)
 	}
 	now := s.now().UTC().Round(0)
-	p, err := makePlan(old, ch, now)
+	var p *plan
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		p, err = makePlan(old, ch, now, recordReader(tx))
+		return err
+	})
 	if err != nil {
 		return res, err
 	}
@@ -72,7 +78,7 @@ func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credenti
 	}
 	t0 := time.Now()
 	if ch.Replace {
-		next.idx = credentials.BuildIndex(next.indexData(), old.idx)
+		next.idx = credentials.BuildIndex(p.indexData(), old.idx)
 	} else {
 		next.idx = old.idx.With(p.delta())
 	}
@@ -123,7 +129,44 @@ type plan struct {
 	putC  []*credentials.Client
 	goneC []string
 	putK  []*credentials.APIKey
-	goneK []string
+	goneK []keyRef // ordered by ID
+
+	prevK map[string]*credentials.APIKey // stored records of the upserted keys that exist
+	upK   map[string]*credentials.APIKey // every upserted key (for a Replace, every key)
+}
+
+// keyRef names a stored API key and its digest.
+type keyRef struct {
+	id  string
+	sum [32]byte
+}
+
+// recordReader returns a function that reads API-key records from tx
+// (nil: no such key). The records are decoded, so they outlive tx.
+func recordReader(tx *bbolt.Tx) func(id string) (*credentials.APIKey, error) {
+	b := tx.Bucket(bucketAPIKeys)
+	return func(id string) (*credentials.APIKey, error) {
+		v := b.Get([]byte(id))
+		if v == nil {
+			return nil, nil
+		}
+		k := new(credentials.APIKey)
+		if err := json.Unmarshal(v, k); err != nil {
+			return nil, credentials.Internal(fmt.Errorf("API key %q: %w", id, err))
+		}
+		return k, nil
+	}
+}
+
+// indexData returns the records of the state after a Replace: every key
+// of the new state is upserted.
+func (p *plan) indexData() credentials.IndexData {
+	d := p.next.indexData()
+	d.APIKeys = make([]credentials.APIKey, 0, len(p.upK))
+	for _, k := range p.upK {
+		d.APIKeys = append(d.APIKeys, *k)
+	}
+	return d
 }
 
 // delta returns the change of the plan to the index.
@@ -144,12 +187,12 @@ func (p *plan) delta() *credentials.IndexDelta {
 	}
 	for i, k := range p.putK {
 		d.APIKeys[i] = *k
-		if o := p.old.keys.get(k.ID); o != nil {
+		if o := p.prevK[k.ID]; o != nil {
 			d.Removed = append(d.Removed, *o)
 		}
 	}
-	for _, id := range p.goneK {
-		d.Removed = append(d.Removed, *p.old.keys.get(id))
+	for _, g := range p.goneK {
+		d.Removed = append(d.Removed, credentials.APIKey{ID: g.id, KeySHA256: hex.EncodeToString(g.sum[:])})
 	}
 	return d
 }
@@ -193,7 +236,7 @@ func (p *plan) ids() map[string][]string {
 	add("clients.upserted", idsOf(p.putC, func(c *credentials.Client) string { return c.ID }))
 	add("clients.deleted", p.goneC)
 	add("apikeys.upserted", idsOf(p.putK, func(k *credentials.APIKey) string { return k.ID }))
-	add("apikeys.deleted", p.goneK)
+	add("apikeys.deleted", idsOf(p.goneK, func(g keyRef) string { return g.id }))
 	return m
 }
 
@@ -219,10 +262,20 @@ func notFound(kind, id string) error {
 	return credentials.Errorf(credentials.ENotFound, "%s %q does not exist", kind, id)
 }
 
-// makePlan validates ch against old and computes the new state. It does
-// not modify old.
-func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error) {
-	p := &plan{old: old, next: &state{tenants: old.tenants, clients: old.clients, keys: old.keys}}
+// makePlan validates ch against old, whose API-key records get reads,
+// and computes the new state. It does not modify old.
+func makePlan(old *state, ch *credentials.Changes, now time.Time, get func(id string) (*credentials.APIKey, error)) (*plan, error) {
+	p := &plan{old: old, next: &state{tenants: old.tenants, clients: old.clients}, prevK: map[string]*credentials.APIKey{}}
+	prev := func(id string) (*credentials.APIKey, error) { // get, remembered
+		if o, ok := p.prevK[id]; ok {
+			return o, nil
+		}
+		o, err := get(id)
+		if err == nil {
+			p.prevK[id] = o
+		}
+		return o, err
+	}
 
 	// Normalized copies of the upserts.
 	upT := make(map[string]*credentials.Tenant, len(ch.Tenants))
@@ -267,7 +320,10 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 			return nil, credentials.FieldError(f+".id", "API key %q is given twice", k.ID)
 		}
 		if k.ClientID == "" {
-			o := old.keys.get(k.ID)
+			o, err := prev(k.ID)
+			if err != nil {
+				return nil, err
+			}
 			if o == nil {
 				return nil, credentials.FieldError(f+".client_id", "the new API key %q needs a client", k.ID)
 			}
@@ -304,15 +360,19 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 		}
 		goneC[id] = true
 	}
-	goneK := map[string]bool{}
+	goneK := map[string][32]byte{}
 	for i, id := range ch.DeleteAPIKeys {
-		if old.keys.get(id) == nil {
+		o, err := prev(id)
+		if err != nil {
+			return nil, err
+		}
+		if o == nil {
 			return nil, notFound("API key", id)
 		}
 		if upK[id] != nil {
 			return nil, credentials.FieldError(fmt.Sprintf("delete.apikeys[%d]", i), "API key %q is both upserted and deleted", id)
 		}
-		goneK[id] = true
+		goneK[id] = o.Sum()
 	}
 	if ch.Replace {
 		for slug := range old.tenants {
@@ -331,11 +391,12 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 		replaceOf[id] = true
 	}
 	if ch.Replace || len(goneC) > 0 || len(replaceOf) > 0 {
-		for id, k := range old.keys.all() {
-			if upK[id] == nil && (ch.Replace || goneC[k.ClientID] || replaceOf[k.ClientID]) {
-				goneK[id] = true
+		old.idx.EachKey(func(sum *[32]byte, e *credentials.KeyEntry) bool {
+			if id := e.Identity.KeyID; upK[id] == nil && (ch.Replace || goneC[e.Client.ID] || replaceOf[e.Client.ID]) {
+				goneK[id] = *sum
 			}
-		}
+			return true
+		})
 	}
 
 	// Upserts that really change a record; server-managed fields are kept.
@@ -364,8 +425,13 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 		c.UpdatedAt = now
 		p.putC = append(p.putC, c)
 	}
-	for id, k := range upK {
-		if o := old.keys.get(id); o != nil {
+	for _, id := range slices.Sorted(maps.Keys(upK)) {
+		k := upK[id]
+		o, err := prev(id)
+		if err != nil {
+			return nil, err
+		}
+		if o != nil {
 			if sameKey(o, k) {
 				continue
 			}
@@ -376,7 +442,11 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 		k.UpdatedAt = now
 		p.putK = append(p.putK, k)
 	}
-	p.goneT, p.goneC, p.goneK = sortedKeys(goneT), sortedKeys(goneC), sortedKeys(goneK)
+	p.goneT, p.goneC = sortedKeys(goneT), sortedKeys(goneC)
+	for _, id := range slices.Sorted(maps.Keys(goneK)) {
+		p.goneK = append(p.goneK, keyRef{id, goneK[id]})
+	}
+	p.upK = upK
 	sort.Slice(p.putT, func(i, j int) bool { return p.putT[i].Slug < p.putT[j].Slug })
 	sort.Slice(p.putC, func(i, j int) bool { return p.putC[i].ID < p.putC[j].ID })
 	sort.Slice(p.putK, func(i, j int) bool { return p.putK[i].ID < p.putK[j].ID })
@@ -401,10 +471,7 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 			p.next.clients[c.ID] = c
 		}
 	}
-	if len(p.putK)+len(p.goneK) > 0 {
-		p.next.keys = old.keys.with(p.putK, p.goneK)
-	}
-	if err := p.checkIntegrity(upC, upK, explicitT); err != nil {
+	if err := p.checkIntegrity(upC, upK, goneK, explicitT); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -412,7 +479,7 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time) (*plan, error)
 
 // checkIntegrity verifies the new state: every client's tenant exists,
 // every key's client exists, no two keys share a digest.
-func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string]*credentials.APIKey, explicitT map[string]bool) error {
+func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string]*credentials.APIKey, goneK map[string][32]byte, explicitT map[string]bool) error {
 	next := p.next
 	for _, id := range slices.Sorted(maps.Keys(upC)) {
 		if c := upC[id]; next.tenants[c.Tenant] == nil {
@@ -443,10 +510,17 @@ func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string
 	if len(p.goneC) > 0 {
 		// Keys of deleted clients were cascaded unless upserted (checked
 		// above); this catches anything else.
-		for id, k := range next.keys.all() {
-			if next.clients[k.ClientID] == nil {
-				return credentials.FieldError("apikeys["+id+"].client_id", "client %q of API key %q does not exist", k.ClientID, id)
+		var err error
+		p.old.idx.EachKey(func(_ *[32]byte, e *credentials.KeyEntry) bool {
+			id := e.Identity.KeyID
+			if _, gone := goneK[id]; gone || upK[id] != nil || next.clients[e.Client.ID] != nil {
+				return true
 			}
+			err = credentials.FieldError("apikeys["+id+"].client_id", "client %q of API key %q does not exist", e.Client.ID, id)
+			return false
+		})
+		if err != nil {
+			return err
 		}
 	}
 	// Digests. The old index holds every old key; a digest in it is free
@@ -466,7 +540,10 @@ func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string
 			continue
 		}
 		other := e.Identity.KeyID
-		if now := next.keys.get(other); now == nil || now.KeySHA256 != k.KeySHA256 {
+		if _, gone := goneK[other]; gone {
+			continue
+		}
+		if now := upK[other]; now != nil && now.KeySHA256 != k.KeySHA256 {
 			continue
 		}
 		return credentials.FieldError("apikeys["+k.ID+"].key_sha256", "same key as API key %q", other)
@@ -498,11 +575,11 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 			return err
 		}
 	}
-	for _, id := range p.goneK {
-		if err := bk.Delete([]byte(id)); err != nil {
+	for _, g := range p.goneK {
+		if err := bk.Delete([]byte(g.id)); err != nil {
 			return err
 		}
-		if err := bu.Delete([]byte(id)); err != nil {
+		if err := bu.Delete([]byte(g.id)); err != nil {
 			return err
 		}
 	}
@@ -516,11 +593,11 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 	// byte order: bbolt inserts into an unsplit node, and random order
 	// would move memory on every insert (quadratic for a large batch).
 	var del [][32]byte
-	for _, id := range p.goneK {
-		del = append(del, p.old.keys.get(id).Sum())
+	for _, g := range p.goneK {
+		del = append(del, g.sum)
 	}
 	for _, k := range p.putK {
-		if o := p.old.keys.get(k.ID); o != nil && o.KeySHA256 != k.KeySHA256 {
+		if o := p.prevK[k.ID]; o != nil && o.KeySHA256 != k.KeySHA256 {
 			del = append(del, o.Sum())
 		}
 	}
@@ -536,7 +613,7 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 	}
 	put := make([]sumID, 0, len(p.putK))
 	for _, k := range p.putK {
-		if o := p.old.keys.get(k.ID); o == nil || o.KeySHA256 != k.KeySHA256 {
+		if o := p.prevK[k.ID]; o == nil || o.KeySHA256 != k.KeySHA256 {
 			put = append(put, sumID{k.Sum(), k.ID})
 		}
 	}

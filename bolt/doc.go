@@ -14,12 +14,17 @@
 // Rules of the package:
 //   - Byte slices read from bbolt are only valid inside their transaction:
 //     they are copied or decoded before the transaction ends, never kept.
-//   - The whole decoded state (tenants, clients, API keys) lives in memory.
+//   - Tenants and clients live in memory, decoded. API-key records do not:
+//     the credentials.Index holds what Check needs of every key (and its
+//     ID, client and digest, which Apply uses to cascade deletes and check
+//     digests); the records themselves are read from the file, in a read
+//     transaction, by Apply (only those it changes) and by the API-key
+//     reads (which hold the writer mutex, so records and index are of one
+//     revision, and fail unavailable once the store is closed).
 //     Each state is immutable once published: Apply clones the tenant and
-//     client maps it changes (copy-on-write), derives the API keys (a
-//     keySet: a shared base plus the keys changed since) and the index
+//     client maps it changes (copy-on-write), derives the index
 //     (credentials.Index.With) in time proportional to the change, not to
-//     the number of keys (a Replace rebuilds the index), writes the
+//     the number of keys (a Replace rebuilds it), writes the
 //     difference in one bbolt Update transaction (fsynced on commit), and
 //     only after the commit publishes the new state and its
 //     credentials.Index through an atomic pointer.
@@ -27,8 +32,8 @@
 //     and never sees a mix of two revisions.
 //   - A failed Apply changes nothing: the transaction is rolled back and the
 //     previous state and index are still served.
-//   - Writers (Apply, FlushUsage) are serialized by one mutex; readers never
-//     lock.
+//   - Writers (Apply, FlushUsage) are serialized by one mutex; Check and
+//     the tenant and client reads never lock.
 //   - Digest uniqueness is checked against the published Index, which holds
 //     every stored key (every key's client exists; Apply enforces it).
 //   - Last-used times are recorded in memory by Check (credentials.Usage)

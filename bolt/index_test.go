@@ -85,9 +85,16 @@ func TestIncrementalIndex(t *testing.T) {
 	for step := range 300 {
 		st := s.cur.Load()
 		ch := &credentials.Changes{}
-		keyIDs := make([]string, 0, st.keys.size())
-		for id := range st.keys.all() {
-			keyIDs = append(keyIDs, id)
+		all, err := s.APIKeys(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyIDs := make([]string, 0, len(all))
+		byID := map[string]credentials.APIKey{}
+		for _, k := range all {
+			keyIDs = append(keyIDs, k.ID)
+			k.LastUsedAt, k.LastUsedIP = nil, ""
+			byID[k.ID] = k
 		}
 		clientIDs := make([]string, 0, len(st.clients))
 		for id := range st.clients {
@@ -98,7 +105,7 @@ func TestIncrementalIndex(t *testing.T) {
 			mustApply(t, s, ch)
 			continue
 		}
-		pickKey := func() *credentials.APIKey { k := copyKey(st.keys.get(keyIDs[r.IntN(len(keyIDs))])); return &k }
+		pickKey := func() *credentials.APIKey { k := copyKey(new(byID[keyIDs[r.IntN(len(keyIDs))]])); return &k }
 		pickClient := func() string { return clientIDs[r.IntN(len(clientIDs))] }
 		op := r.IntN(14)
 		if len(keyIDs) < 20 {
@@ -179,7 +186,11 @@ func TestIncrementalIndex(t *testing.T) {
 		}
 		applied++
 		st = s.cur.Load()
-		sameEntries(t, fmt.Sprintf("step %d", step), st.idx, credentials.BuildIndex(st.indexData(), nil), secrets)
+		d := st.indexData()
+		if d.APIKeys, err = s.APIKeys(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+		sameEntries(t, fmt.Sprintf("step %d", step), st.idx, credentials.BuildIndex(d, nil), secrets)
 	}
 	if applied < 200 {
 		t.Fatalf("only %d of 300 changes applied", applied)

@@ -16,8 +16,10 @@ import (
 	"github.com/keygate/keygate/credentials"
 )
 
-// Reads come from the published in-memory state; only the last use of API
-// keys is read from the usage bucket (and the in-memory pending use).
+// Tenants and clients are read from the published in-memory state. API
+// keys are read from the file (only the index of them is in memory), with
+// s.mu held so that the records and the index are of one revision; their
+// last use is read from the usage bucket and the in-memory pending use.
 
 // Tenant returns the tenant slug. Returns not_found.
 func (s *Store) Tenant(ctx context.Context, slug string) (*credentials.Tenant, error) {
@@ -79,13 +81,26 @@ func (s *Store) APIKey(ctx context.Context, id string) (*credentials.APIKey, err
 	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
-	st := s.cur.Load()
-	k := st.keys.get(id)
-	if k == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var out []credentials.APIKey
+	err := s.view(func(tx *bbolt.Tx) error {
+		k, err := recordReader(tx)(id)
+		if k != nil {
+			out = append(out, *k)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
 		return nil, notFound("API key", id)
 	}
-	out := []credentials.APIKey{copyKey(k)}
-	if err := s.mergeUsage(st, out); err != nil {
+	if err := s.mergeUsage(s.cur.Load(), out); err != nil {
 		return nil, err
 	}
 	return &out[0], nil
@@ -97,18 +112,60 @@ func (s *Store) APIKeys(ctx context.Context, clientID string) ([]credentials.API
 	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
 	st := s.cur.Load()
 	var out []credentials.APIKey
-	for _, k := range st.keys.all() {
-		if clientID == "" || k.ClientID == clientID {
-			out = append(out, copyKey(k))
+	err := s.view(func(tx *bbolt.Tx) error {
+		if clientID == "" {
+			var err error
+			out, err = allKeys(tx)
+			return err
 		}
+		var ids []string
+		st.idx.EachKey(func(_ *[32]byte, e *credentials.KeyEntry) bool {
+			if e.Client.ID == clientID {
+				ids = append(ids, e.Identity.KeyID)
+			}
+			return true
+		})
+		get := recordReader(tx)
+		for _, id := range ids {
+			k, err := get(id)
+			if err != nil {
+				return err
+			}
+			if k != nil {
+				out = append(out, *k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b credentials.APIKey) int { return cmp.Compare(a.ID, b.ID) })
 	if err := s.mergeUsage(st, out); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// allKeys decodes every API-key record of tx, ordered by ID.
+func allKeys(tx *bbolt.Tx) ([]credentials.APIKey, error) {
+	b := tx.Bucket(bucketAPIKeys)
+	out := make([]credentials.APIKey, 0, b.Stats().KeyN)
+	err := b.ForEach(func(k, v []byte) error {
+		out = append(out, credentials.APIKey{})
+		if err := json.Unmarshal(v, &out[len(out)-1]); err != nil {
+			return credentials.Internal(fmt.Errorf("API key %q: %w", k, err))
+		}
+		return nil
+	})
+	return out, err
 }
 
 // mergeUsage sets LastUsedAt/LastUsedIP of keys: the use recorded in
@@ -149,6 +206,9 @@ func (s *Store) mergeUsage(st *state, keys []credentials.APIKey) error {
 // error to unavailable and anything else to internal.
 func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 	if err := s.db.View(fn); err != nil {
+		if _, ok := err.(*credentials.Error); ok {
+			return err
+		}
 		if e := writeError(s.path, err); credentials.ErrorCode(e) == credentials.EUnavailable {
 			return &credentials.Error{Code: credentials.EUnavailable, Message: "the credential store cannot be read", Err: err}
 		}
@@ -164,14 +224,28 @@ func (s *Store) Export(ctx context.Context) (*credentials.Snapshot, error) {
 	if err := ctxErr(ctx); err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
 	st := s.cur.Load()
+	var keys []credentials.APIKey
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		keys, err = allKeys(tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
 	snap := &credentials.Snapshot{}
 	for _, slug := range slices.Sorted(maps.Keys(st.tenants)) {
 		snap.Tenants = append(snap.Tenants, *st.tenants[slug])
 	}
 	byClient := make(map[string][]credentials.APIKey, len(st.clients))
-	for _, k := range st.keys.all() {
-		c := copyKey(k)
+	for _, k := range keys {
+		c := k
 		c.ClientID = ""
 		byClient[k.ClientID] = append(byClient[k.ClientID], c)
 	}
@@ -198,7 +272,7 @@ func (s *Store) Status(ctx context.Context) (credentials.Status, error) {
 		Counts: credentials.Counts{
 			Tenants: len(st.tenants),
 			Clients: len(st.clients),
-			APIKeys: st.keys.size(),
+			APIKeys: st.idx.Len(),
 		},
 		Active:  st.idx.Counts,
 		Updated: st.updated,

@@ -92,7 +92,6 @@ type state struct {
 	updated time.Time
 	tenants map[string]*credentials.Tenant
 	clients map[string]*credentials.Client
-	keys    *keySet // LastUsedAt/LastUsedIP are always empty
 	idx     *credentials.Index
 }
 
@@ -336,26 +335,10 @@ func readState(tx *bbolt.Tx) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.keys = newKeySet(keys)
-	// Digests: the sums bucket must map exactly the keys' digests.
-	n := 0
-	err = tx.Bucket(bucketSums).ForEach(func(sum, id []byte) error {
-		n++
-		k := st.keys.get(string(id))
-		if k == nil || len(sum) != 32 || k.Sum() != [32]byte(sum) {
-			return fmt.Errorf("digest index entry for API key %q does not match the key", id)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if n != st.keys.size() {
-		return nil, fmt.Errorf("digest index holds %d entries for %d API keys", n, st.keys.size())
-	}
-
-	// Merge the last use into the index data (not into the state).
 	data := st.indexData()
+	data.APIKeys = keys
+
+	// Merge the last use into the index data.
 	var byID map[string]int
 	if k, _ := tx.Bucket(bucketUsage).Cursor().First(); k != nil {
 		byID = make(map[string]int, len(data.APIKeys))
@@ -379,17 +362,37 @@ func readState(tx *bbolt.Tx) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
+	byID = nil
 	st.idx = credentials.BuildIndex(data, nil)
-	if st.idx.Len() != st.keys.size() {
-		return nil, fmt.Errorf("%d API keys share a digest with another key", st.keys.size()-st.idx.Len())
+	if st.idx.Len() != len(keys) {
+		return nil, fmt.Errorf("%d API keys share a digest with another key", len(keys)-st.idx.Len())
+	}
+	// Digests: the sums bucket must map exactly the keys' digests (as
+	// many entries as keys, each the digest of its key in the index).
+	n := 0
+	err = tx.Bucket(bucketSums).ForEach(func(sum, id []byte) error {
+		n++
+		if len(sum) != 32 {
+			return fmt.Errorf("digest index entry for API key %q does not match the key", id)
+		}
+		if e := st.idx.Key((*[32]byte)(sum)); e == nil || e.Identity.KeyID != string(id) {
+			return fmt.Errorf("digest index entry for API key %q does not match the key", id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n != len(keys) {
+		return nil, fmt.Errorf("digest index holds %d entries for %d API keys", n, len(keys))
 	}
 	return st, nil
 }
 
-// readKeys decodes the apikeys bucket on all CPUs. The cursor walks the
-// bucket on this goroutine; workers decode batches of values while tx is
-// open (json.Unmarshal copies every string it keeps).
-func readKeys(tx *bbolt.Tx, clients map[string]*credentials.Client) (map[string]*credentials.APIKey, error) {
+// readKeys decodes and checks the apikeys bucket on all CPUs. The cursor
+// walks the bucket on this goroutine; workers decode batches of values
+// while tx is open (json.Unmarshal copies every string it keeps).
+func readKeys(tx *bbolt.Tx, clients map[string]*credentials.Client) ([]credentials.APIKey, error) {
 	type kv struct{ k, v []byte }
 	type batch struct {
 		items []kv
@@ -421,6 +424,9 @@ func readKeys(tx *bbolt.Tx, clients map[string]*credentials.Client) (map[string]
 						}
 						if k.ID != string(it.k) {
 							b.err = fmt.Errorf("API key record %q has ID %q", it.k, k.ID)
+							return
+						}
+						if b.err = checkKey(k, clients); b.err != nil {
 							return
 						}
 					}
@@ -463,29 +469,29 @@ func readKeys(tx *bbolt.Tx, clients map[string]*credentials.Client) (map[string]
 		}
 		n += len(b.out)
 	}
-	keys := make(map[string]*credentials.APIKey, n)
+	keys := make([]credentials.APIKey, 0, n)
 	for _, b := range batches {
-		for i := range b.out {
-			k := &b.out[i]
-			c := clients[k.ClientID]
-			if c == nil {
-				return nil, fmt.Errorf("API key %q names client %q, which does not exist", k.ID, k.ClientID)
-			}
-			if !isDigest(k.KeySHA256) {
-				return nil, fmt.Errorf("API key %q has a malformed digest", k.ID)
-			}
-			if k.Key != "" || k.LastUsedAt != nil || k.LastUsedIP != "" {
-				return nil, fmt.Errorf("API key record %q holds fields that are never stored", k.ID)
-			}
-			if keys[k.ID] != nil {
-				return nil, fmt.Errorf("API key %q is stored twice", k.ID)
-			}
-			k.ClientID = c.ID // share the string
-			keys[k.ID] = k
-		}
-		b.items = nil
+		keys = append(keys, b.out...)
+		b.items, b.out = nil, nil
 	}
 	return keys, nil
+}
+
+// checkKey checks a stored API-key record against the clients and makes
+// it share its client's ID string.
+func checkKey(k *credentials.APIKey, clients map[string]*credentials.Client) error {
+	c := clients[k.ClientID]
+	if c == nil {
+		return fmt.Errorf("API key %q names client %q, which does not exist", k.ID, k.ClientID)
+	}
+	if !isDigest(k.KeySHA256) {
+		return fmt.Errorf("API key %q has a malformed digest", k.ID)
+	}
+	if k.Key != "" || k.LastUsedAt != nil || k.LastUsedIP != "" {
+		return fmt.Errorf("API key record %q holds fields that are never stored", k.ID)
+	}
+	k.ClientID = c.ID
+	return nil
 }
 
 // isDigest reports whether s is 64 lower-case hex digits.
@@ -501,22 +507,19 @@ func isDigest(s string) bool {
 	return true
 }
 
-// indexData returns the records of st as BuildIndex wants them.
+// indexData returns the tenants and clients of st as BuildIndex wants
+// them (the API keys are not kept in memory).
 func (st *state) indexData() credentials.IndexData {
 	d := credentials.IndexData{
 		Revision: st.rev,
 		Tenants:  make([]credentials.Tenant, 0, len(st.tenants)),
 		Clients:  make([]credentials.Client, 0, len(st.clients)),
-		APIKeys:  make([]credentials.APIKey, 0, st.keys.size()),
 	}
 	for _, t := range st.tenants {
 		d.Tenants = append(d.Tenants, *t)
 	}
 	for _, c := range st.clients {
 		d.Clients = append(d.Clients, *c)
-	}
-	for _, k := range st.keys.all() {
-		d.APIKeys = append(d.APIKeys, *k)
 	}
 	return d
 }

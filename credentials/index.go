@@ -459,6 +459,18 @@ func (x *Index) EachUsage(f func(id string, u *Usage)) {
 	x.each(func(_ *[32]byte, e *KeyEntry) { f(e.Identity.KeyID, e.Usage) })
 }
 
+// EachKey calls f with the digest and entry of every key in the index,
+// in no particular order, until f returns false. The entry's
+// Identity.KeyID and Client.ID are the key's ID and client ID.
+func (x *Index) EachKey(f func(sum *[32]byte, e *KeyEntry) bool) {
+	done := false
+	x.each(func(sum *[32]byte, e *KeyEntry) {
+		if !done && !f(sum, e) {
+			done = true
+		}
+	})
+}
+
 // each calls f with the digest and entry of every key of x.
 func (x *Index) each(f func(sum *[32]byte, e *KeyEntry)) {
 	if x.base == nil {
