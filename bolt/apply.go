@@ -151,7 +151,7 @@ func recordReader(tx *bbolt.Tx) func(id string) (*credentials.APIKey, error) {
 			return nil, nil
 		}
 		k := new(credentials.APIKey)
-		if err := json.Unmarshal(v, k); err != nil {
+		if err := decodeKey(v, k); err != nil {
 			return nil, credentials.Internal(fmt.Errorf("API key %q: %w", id, err))
 		}
 		return k, nil

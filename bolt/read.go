@@ -160,7 +160,7 @@ func allKeys(tx *bbolt.Tx) ([]credentials.APIKey, error) {
 	out := make([]credentials.APIKey, 0, b.Stats().KeyN)
 	err := b.ForEach(func(k, v []byte) error {
 		out = append(out, credentials.APIKey{})
-		if err := json.Unmarshal(v, &out[len(out)-1]); err != nil {
+		if err := decodeKey(v, &out[len(out)-1]); err != nil {
 			return credentials.Internal(fmt.Errorf("API key %q: %w", k, err))
 		}
 		return nil

@@ -418,7 +418,7 @@ func readKeys(tx *bbolt.Tx, clients map[string]*credentials.Client) ([]credentia
 					b.out = make([]credentials.APIKey, len(b.items))
 					for i, it := range b.items {
 						k := &b.out[i]
-						if err := json.Unmarshal(it.v, k); err != nil {
+						if err := decodeKey(it.v, k); err != nil {
 							b.err = fmt.Errorf("API key %q: %v", it.k, err)
 							return
 						}
