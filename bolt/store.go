@@ -146,6 +146,9 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, err
 	}
 	s.cur.Store(st)
+	if fi, err := os.Stat(path); err == nil {
+		releaseMapping(db, fi.Size()) // no writer yet: the mapping is the one load read
+	}
 	if o.FlushInterval > 0 {
 		s.done.Add(1)
 		go s.flushLoop(o.FlushInterval)
