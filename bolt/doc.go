@@ -45,6 +45,9 @@
 //     is an error naming the file. Open writes nothing to such a file. (When
 //     bbolt panics inside its own Open, its file descriptor and lock cannot
 //     be released; the process should exit, as keygate serve does.)
+//   - Once loaded, Open drops the process's mapping of the pages it read
+//     (releaseMapping): Check never reads the file, and a read or write
+//     maps the pages it needs again.
 //   - Open waits at most 1s for the file lock, then reports that another
 //     process holds the store.
 //   - The audit log never holds secrets or key digests: only the actor, the
