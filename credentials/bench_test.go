@@ -259,3 +259,31 @@ func BenchmarkCheckDeny(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkIndexWith1M measures With of one changed key on an index of a
+// million keys (the index an Apply of one key publishes).
+func BenchmarkIndexWith1M(b *testing.B) {
+	f := lookupFixtureOf(b, 1_000_000)
+	idx, k := f.idx, f.data.APIKeys[0]
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		nk := k
+		nk.Disabled = i%2 == 0
+		idx = idx.With(&IndexDelta{Revision: uint64(i + 2), APIKeys: []APIKey{nk}, Removed: []APIKey{k}})
+	}
+}
+
+// BenchmarkIndexWithClient1M measures With of a changed client that has
+// 10,000 of the million keys (every entry of the client is re-derived).
+func BenchmarkIndexWithClient1M(b *testing.B) {
+	f := lookupFixtureOf(b, 1_000_000)
+	idx, c := f.idx, f.data.Clients[0]
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		nc := c
+		nc.Disabled = i%2 == 0
+		idx = idx.With(&IndexDelta{Revision: uint64(i + 2), Clients: []Client{nc}})
+	}
+}
