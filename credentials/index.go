@@ -322,9 +322,24 @@ func effectiveScopes(client, key []string) []string {
 		return client
 	}
 	var out []string
-	for _, s := range key {
-		if ScopeGranted(client, s) {
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
 			out = append(out, s)
+		}
+	}
+	for _, k := range key {
+		if ScopeGranted(client, k) {
+			add(k)
+			continue
+		}
+		// A key scope wider than the client's ("read:*" under a client
+		// with "read:projects") grants the client scopes it covers.
+		for _, c := range client {
+			if ScopeGranted([]string{k}, c) {
+				add(c)
+			}
 		}
 	}
 	return out

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -182,6 +183,24 @@ func TestIndexTable(t *testing.T) {
 		missing[16] ^= 0x80
 		if _, ok := want[missing]; !ok && idx.Key(&missing) != nil {
 			t.Fatalf("%x: found a key that is not there", missing)
+		}
+	}
+}
+
+func TestEffectiveScopes(t *testing.T) {
+	cases := []struct {
+		client, key, want []string
+	}{
+		{[]string{"read:*", "write:x"}, nil, []string{"read:*", "write:x"}},
+		{[]string{"read:*", "write:x"}, []string{"read:projects"}, []string{"read:projects"}},
+		{[]string{"read:projects", "read:users", "write:x"}, []string{"read:*"}, []string{"read:projects", "read:users"}},
+		{[]string{"read:projects"}, []string{"write:x"}, nil},
+		{[]string{"*"}, []string{"a", "b:*"}, []string{"a", "b:*"}},
+		{[]string{"a", "b"}, []string{"*", "a"}, []string{"a", "b"}},
+	}
+	for _, c := range cases {
+		if got := effectiveScopes(c.client, c.key); !slices.Equal(got, c.want) {
+			t.Errorf("effectiveScopes(%v, %v) = %v, want %v", c.client, c.key, got, c.want)
 		}
 	}
 }
