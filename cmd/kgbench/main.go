@@ -34,6 +34,7 @@ import (
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/extauthz"
+	"github.com/keygate/keygate/internal/gcgoal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -60,6 +61,7 @@ func noop(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	gcgoal.Adjust(64 << 20) // the same GC policy as keygate serve, for a like-for-like baseline
 	gs := grpc.NewServer(extauthz.ServerOptions(4 << 20)...)
 	(&extauthz.NoopServer{}).Register(gs)
 	fmt.Printf("listening %s\n", ln.Addr())
@@ -93,11 +95,11 @@ type result struct {
 func run(args []string) int {
 	fs := flag.NewFlagSet("kgbench", flag.ExitOnError)
 	bin := fs.String("keygate", "bin/keygate", "keygate binary")
-	dur := fs.Duration("duration", 5*time.Second, "measured time per run")
+	dur := fs.Duration("duration", 4*time.Second, "measured time per run")
 	warm := fs.Duration("warmup", time.Second, "warm-up before each run")
 	conc := fs.Int("concurrency", 16, "concurrent requests in flight")
 	conns := fs.Int("conns", 2, "gRPC connections (Envoy uses a few)")
-	rounds := fs.Int("rounds", 3, "alternating rounds of no-op and keygate")
+	rounds := fs.Int("rounds", 6, "rounds of no-op and keygate, in alternating order")
 	mode := fs.String("mode", "apikey", "what keygate checks: apikey (allow), deny (unknown key)")
 	fs.Parse(args)
 
@@ -161,7 +163,12 @@ func run(args []string) int {
 		*rounds, *dur, *conc, *conns, *mode, numCPU())
 	var all [2][]result
 	for r := 0; r < *rounds; r++ {
-		for i, t := range targets {
+		order := []int{0, 1}
+		if r%2 == 1 {
+			order = []int{1, 0} // ABBA: neither server always runs first
+		}
+		for _, i := range order {
+			t := targets[i]
 			res, err := load(ctx, t, req, *mode, *conc, *conns, *warm, *dur)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%s: %v\n", t.name, err)
