@@ -493,8 +493,8 @@ func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string
 				orphans = append(orphans, id)
 			}
 		}
-		slices.Sort(orphans)
-		for _, id := range orphans {
+		if len(orphans) > 0 { // name the first, in a stable order
+			id := slices.Min(orphans)
 			c := next.clients[id]
 			if explicitT[c.Tenant] {
 				return credentials.Errorf(credentials.EConflict, "tenant %q still has clients (%s); delete them first", c.Tenant, id)
