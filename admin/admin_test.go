@@ -9,12 +9,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/keygate/keygate/credentials/credentialstest"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -29,40 +29,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testToken = "admin-token-0123456789abcdef0123456789"
 
-// logBuffer collects everything a test's logger writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) Sync() error { return nil }
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a running admin API over a real bolt store.
 type env struct {
 	t      *testing.T
 	store  *bolt.Store
 	srv    *httptest.Server
 	client *Client
-	logs   *logBuffer
+	logs   *credentialstest.LogBuffer
 	dir    string
 }
 
 func newEnv(t *testing.T, o Options) *env {
 	t.Helper()
 	dir := t.TempDir()
-	logs := &logBuffer{}
+	logs := &credentialstest.LogBuffer{}
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zapcore.DebugLevel)
 	log := zap.New(core)
 	st, err := bolt.Open(filepath.Join(dir, "keygate.db"), bolt.Options{Logger: log, FlushInterval: -1})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/credentials/credentialstest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -854,7 +855,7 @@ func TestStoreUnavailable(t *testing.T) {
 // TestInternalErrorsAreGeneric: an error that is not a credentials error
 // answers 500 "internal error"; its cause is only logged.
 func TestInternalErrorsAreGeneric(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &credentialstest.LogBuffer{}
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zapcore.DebugLevel))
 	h := NewHandler(nil, Options{Token: testToken, Logger: log})
 	for _, err := range []error{

@@ -1,7 +1,6 @@
 package extauthz
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -9,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"github.com/keygate/keygate/credentials/credentialstest"
 	"net"
 	"os"
 	"path/filepath"
@@ -279,27 +279,7 @@ func compareGolden(t *testing.T, name string, got []byte) {
 	}
 }
 
-// logBuffer is a concurrency-safe buffer for zap output.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) Sync() error { return nil }
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func debugLogger(buf *logBuffer) *zap.Logger {
+func debugLogger(buf *credentialstest.LogBuffer) *zap.Logger {
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	return zap.New(zapcore.NewCore(enc, buf, zapcore.DebugLevel))
 }
@@ -314,7 +294,7 @@ func decisionOf(resp *authv3.CheckResponse) string {
 func TestCheck(t *testing.T) {
 	st, keys := newStore(t)
 	keys["unknown"] = credentials.GenerateAPIKey()
-	var logs logBuffer
+	var logs credentialstest.LogBuffer
 	srv := NewServer(&credentials.Checker{Source: st}, Options{Logger: debugLogger(&logs)})
 	client := dial(t, srv)
 	var pairs []string

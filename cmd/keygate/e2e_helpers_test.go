@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/keygate/keygate/credentials/credentialstest"
 	"io"
 	"os"
 	"os/exec"
@@ -40,30 +41,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // instance is a running `keygate serve`.
 type instance struct {
 	cmd     *exec.Cmd
 	dataDir string
-	addrs   map[string]string // grpc, http, admin, grpc-socket
-	log     *syncBuffer       // everything it wrote to stderr
+	addrs   map[string]string          // grpc, http, admin, grpc-socket
+	log     *credentialstest.LogBuffer // everything it wrote to stderr
 	done    chan error
 	msgs    chan string // log messages, for waitLog
 	addrMu  *sync.Mutex
@@ -104,7 +87,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd, dataDir string) *instance {
 // log message is also queued for waitLog.
 func startUntil(t *testing.T, cmd *exec.Cmd, dataDir, until string) *instance {
 	t.Helper()
-	inst := &instance{cmd: cmd, dataDir: dataDir, addrs: map[string]string{}, log: &syncBuffer{},
+	inst := &instance{cmd: cmd, dataDir: dataDir, addrs: map[string]string{}, log: &credentialstest.LogBuffer{},
 		done: make(chan error, 1), msgs: make(chan string, 1<<16)}
 	r, w := io.Pipe()
 	inst.cmd.Stderr = w

@@ -3,10 +3,12 @@
 package credentialstest
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"sync"
 )
 
 // DjangoKey returns a key as Python's secrets.token_urlsafe(32) makes them
@@ -23,4 +25,28 @@ func DjangoKey() string {
 func SHA256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// LogBuffer collects what a logger (a zapcore.WriteSyncer) or a child
+// process writes; it is safe for concurrent writers and readers.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Sync does nothing; it makes LogBuffer a zapcore.WriteSyncer.
+func (b *LogBuffer) Sync() error { return nil }
+
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
