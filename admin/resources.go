@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"crypto/rand"
 	"net/http"
 	"strconv"
@@ -92,6 +93,30 @@ func (h *Handler) revision(r *http.Request) (uint64, error) {
 }
 
 // ---- store-wide ----
+
+// answerRead answers a read: what fetch returns for the current revision,
+// as JSON, with that revision as the ETag.
+func (h *Handler) answerRead(w http.ResponseWriter, r *http.Request, fetch func(ctx context.Context, rev uint64) (any, error)) error {
+	rev, err := h.revision(r)
+	if err != nil {
+		return err
+	}
+	v, err := fetch(r.Context(), rev)
+	if err != nil {
+		return err
+	}
+	setETag(w, rev)
+	h.writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// nonNil returns s, or an empty slice for nil, so lists encode as [].
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
 
 func (h *Handler) getStatus(w http.ResponseWriter, r *http.Request) error {
 	st, err := h.store.Status(r.Context())
@@ -206,20 +231,10 @@ func (h *Handler) getOpenAPI(w http.ResponseWriter, r *http.Request) error {
 // ---- tenants ----
 
 func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) error {
-	rev, err := h.revision(r)
-	if err != nil {
-		return err
-	}
-	ts, err := h.store.Tenants(r.Context())
-	if err != nil {
-		return err
-	}
-	if ts == nil {
-		ts = []credentials.Tenant{}
-	}
-	setETag(w, rev)
-	h.writeJSON(w, http.StatusOK, tenantList{Revision: rev, Tenants: ts})
-	return nil
+	return h.answerRead(w, r, func(ctx context.Context, rev uint64) (any, error) {
+		ts, err := h.store.Tenants(ctx)
+		return tenantList{Revision: rev, Tenants: nonNil(ts)}, err
+	})
 }
 
 func (h *Handler) getTenant(w http.ResponseWriter, r *http.Request) error {
@@ -227,17 +242,9 @@ func (h *Handler) getTenant(w http.ResponseWriter, r *http.Request) error {
 	if !credentials.ValidSlug(slug) {
 		return credentials.Errorf(credentials.ENotFound, "tenant not found")
 	}
-	rev, err := h.revision(r)
-	if err != nil {
-		return err
-	}
-	t, err := h.store.Tenant(r.Context(), slug)
-	if err != nil {
-		return err
-	}
-	setETag(w, rev)
-	h.writeJSON(w, http.StatusOK, t)
-	return nil
+	return h.answerRead(w, r, func(ctx context.Context, _ uint64) (any, error) {
+		return h.store.Tenant(ctx, slug)
+	})
 }
 
 func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request) error {
@@ -282,20 +289,10 @@ func (h *Handler) listClients(w http.ResponseWriter, r *http.Request) error {
 	if tenant != "" && !credentials.ValidSlug(tenant) {
 		return credentials.FieldError("tenant", "must be a tenant slug")
 	}
-	rev, err := h.revision(r)
-	if err != nil {
-		return err
-	}
-	cs, err := h.store.Clients(r.Context(), tenant)
-	if err != nil {
-		return err
-	}
-	if cs == nil {
-		cs = []credentials.Client{}
-	}
-	setETag(w, rev)
-	h.writeJSON(w, http.StatusOK, clientList{Revision: rev, Clients: cs})
-	return nil
+	return h.answerRead(w, r, func(ctx context.Context, rev uint64) (any, error) {
+		cs, err := h.store.Clients(ctx, tenant)
+		return clientList{Revision: rev, Clients: nonNil(cs)}, err
+	})
 }
 
 func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
@@ -303,17 +300,9 @@ func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
 	if credentials.ValidateID(credentials.ClientPrefix, id, "id") != nil {
 		return credentials.Errorf(credentials.ENotFound, "client not found")
 	}
-	rev, err := h.revision(r)
-	if err != nil {
-		return err
-	}
-	c, err := h.store.Client(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	setETag(w, rev)
-	h.writeJSON(w, http.StatusOK, c)
-	return nil
+	return h.answerRead(w, r, func(ctx context.Context, _ uint64) (any, error) {
+		return h.store.Client(ctx, id)
+	})
 }
 
 func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) error {
@@ -402,23 +391,13 @@ func (h *Handler) listClientAPIKeys(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (h *Handler) writeKeys(w http.ResponseWriter, r *http.Request, clientID string) error {
-	rev, err := h.revision(r)
-	if err != nil {
-		return err
-	}
-	ks, err := h.store.APIKeys(r.Context(), clientID)
-	if err != nil {
-		return err
-	}
-	if ks == nil {
-		ks = []credentials.APIKey{}
-	}
-	for i := range ks {
-		ks[i].Key = ""
-	}
-	setETag(w, rev)
-	h.writeJSON(w, http.StatusOK, apiKeyList{Revision: rev, APIKeys: ks})
-	return nil
+	return h.answerRead(w, r, func(ctx context.Context, rev uint64) (any, error) {
+		ks, err := h.store.APIKeys(ctx, clientID)
+		for i := range ks {
+			ks[i].Key = ""
+		}
+		return apiKeyList{Revision: rev, APIKeys: nonNil(ks)}, err
+	})
 }
 
 func (h *Handler) getAPIKey(w http.ResponseWriter, r *http.Request) error {
@@ -426,18 +405,13 @@ func (h *Handler) getAPIKey(w http.ResponseWriter, r *http.Request) error {
 	if credentials.ValidateID(credentials.APIKeyPrefix, id, "id") != nil {
 		return credentials.Errorf(credentials.ENotFound, "API key not found")
 	}
-	rev, err := h.revision(r)
-	if err != nil {
-		return err
-	}
-	k, err := h.store.APIKey(r.Context(), id)
-	if err != nil {
-		return err
-	}
-	k.Key = ""
-	setETag(w, rev)
-	h.writeJSON(w, http.StatusOK, k)
-	return nil
+	return h.answerRead(w, r, func(ctx context.Context, _ uint64) (any, error) {
+		k, err := h.store.APIKey(ctx, id)
+		if k != nil {
+			k.Key = ""
+		}
+		return k, err
+	})
 }
 
 func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request) error {
