@@ -240,6 +240,7 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	case runErr = <-errc:
 		log.Error("listener failed; shutting down", zap.Error(runErr))
 	}
+	stop() // cancels ctx on every path, so background loops end before wg.Wait
 	state.Store("stopping")
 	hs.Shutdown() // NOT_SERVING for every service
 	done := make(chan struct{})
