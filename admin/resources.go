@@ -312,8 +312,6 @@ func (h *Handler) createClient(w http.ResponseWriter, r *http.Request) error {
 	}
 	if c.ID == "" {
 		c.ID = newID(credentials.ClientPrefix)
-	} else if err := h.mustNotExist(h.store.Client(r.Context(), c.ID)); err != nil {
-		return err
 	}
 	return h.upsertClient(w, r, c, http.StatusCreated)
 }
@@ -336,7 +334,9 @@ func (h *Handler) upsertClient(w http.ResponseWriter, r *http.Request, c credent
 	if err := c.Validate(""); err != nil {
 		return err
 	}
-	res, err := h.apply(r, &credentials.Changes{Clients: []credentials.Client{c}})
+	// A create (201) must not replace a client: the store checks that in
+	// the transaction that writes it.
+	res, err := h.apply(r, &credentials.Changes{Clients: []credentials.Client{c}, Create: status == http.StatusCreated})
 	if err != nil {
 		return err
 	}
@@ -358,19 +358,6 @@ func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) error {
 		return credentials.Errorf(credentials.ENotFound, "client not found")
 	}
 	return h.applyResult(w, r, &credentials.Changes{DeleteClients: []string{id}}, nil)
-}
-
-// mustNotExist turns the answer of a lookup into a conflict when the
-// record exists, nil when it does not.
-func (h *Handler) mustNotExist(_ any, err error) error {
-	switch credentials.ErrorCode(err) {
-	case credentials.ENotFound:
-		return nil
-	case "":
-		return &credentials.Error{Code: credentials.EConflict, Field: "id", Message: "already exists; use PUT to replace it"}
-	default:
-		return err
-	}
 }
 
 // ---- API keys ----
@@ -434,8 +421,6 @@ func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	if k.ID == "" {
 		k.ID = newID(credentials.APIKeyPrefix)
-	} else if err := h.mustNotExist(h.store.APIKey(r.Context(), k.ID)); err != nil {
-		return err
 	}
 	var plaintext string
 	if k.Key == "" && k.KeySHA256 == "" {
@@ -445,7 +430,7 @@ func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request) error {
 	if err := k.Normalize(""); err != nil {
 		return scrub(err, secrets)
 	}
-	res, err := h.apply(r, &credentials.Changes{APIKeys: []credentials.APIKey{k}})
+	res, err := h.apply(r, &credentials.Changes{APIKeys: []credentials.APIKey{k}, Create: true})
 	if err != nil {
 		return scrub(err, secrets)
 	}

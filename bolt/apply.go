@@ -262,6 +262,12 @@ func notFound(kind, id string) error {
 	return credentials.Errorf(credentials.ENotFound, "%s %q does not exist", kind, id)
 }
 
+// alreadyExists is the conflict of a create whose ID is taken.
+func alreadyExists(kind, id string) error {
+	return &credentials.Error{Code: credentials.EConflict, Field: "id",
+		Message: fmt.Sprintf("%s %q already exists; use PUT to replace it", kind, id)}
+}
+
 // makePlan validates ch against old, whose API-key records get reads,
 // and computes the new state. It does not modify old.
 func makePlan(old *state, ch *credentials.Changes, now time.Time, get func(id string) (*credentials.APIKey, error)) (*plan, error) {
@@ -336,6 +342,23 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time, get func(id st
 		}
 		k.CreatedAt, k.UpdatedAt = time.Time{}, time.Time{}
 		upK[k.ID] = &k
+	}
+
+	if ch.Create {
+		for _, id := range slices.Sorted(maps.Keys(upC)) {
+			if old.clients[id] != nil {
+				return nil, alreadyExists("client", id)
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(upK)) {
+			o, err := prev(id)
+			if err != nil {
+				return nil, err
+			}
+			if o != nil {
+				return nil, alreadyExists("API key", id)
+			}
+		}
 	}
 
 	// What goes away.

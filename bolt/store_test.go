@@ -614,3 +614,40 @@ func TestCancelledContext(t *testing.T) {
 		t.Fatalf("cancelled apply committed: %+v", st)
 	}
 }
+
+// TestCreateRefusesExistingIDs: a create (POST) checks in the writing
+// transaction that its IDs are free, so two racing creates cannot both
+// succeed and one silently replace the other.
+func TestCreateRefusesExistingIDs(t *testing.T) {
+	s := open(t, dbPath(t), Options{})
+	ctx := context.Background()
+	base := &credentials.Changes{
+		Tenants: []credentials.Tenant{{Slug: "acme"}},
+		Clients: []credentials.Client{{ID: "cl_a", Tenant: "acme"}},
+		APIKeys: []credentials.APIKey{{ID: "ak_a", ClientID: "cl_a", KeySHA256: digest("a")}},
+	}
+	if _, err := s.Apply(ctx, base, credentials.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rev := s.Index().Revision
+	for _, ch := range []*credentials.Changes{
+		{Create: true, Clients: []credentials.Client{{ID: "cl_a", Tenant: "acme", Name: "replaced"}}},
+		{Create: true, APIKeys: []credentials.APIKey{{ID: "ak_a", ClientID: "cl_a", KeySHA256: digest("b")}}},
+	} {
+		_, err := s.Apply(ctx, ch, credentials.ApplyOptions{})
+		if credentials.ErrorCode(err) != credentials.EConflict || credentials.ErrorField(err) != "id" {
+			t.Fatalf("create of an existing ID: %v, want conflict on id", err)
+		}
+	}
+	if s.Index().Revision != rev {
+		t.Fatal("a refused create changed the store")
+	}
+	if c, _ := s.Client(ctx, "cl_a"); c.Name != "" {
+		t.Fatalf("client replaced: %+v", c)
+	}
+	// Free IDs are created.
+	if _, err := s.Apply(ctx, &credentials.Changes{Create: true, Clients: []credentials.Client{{ID: "cl_b", Tenant: "acme"}},
+		APIKeys: []credentials.APIKey{{ID: "ak_b", ClientID: "cl_b", KeySHA256: digest("b")}}}, credentials.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}

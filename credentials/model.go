@@ -105,6 +105,10 @@ type Changes struct {
 	APIKeys []APIKey
 	// ReplaceKeysOf lists clients whose keys not named in APIKeys are deleted.
 	ReplaceKeysOf []string
+	// Create requires the upserted clients and API keys not to exist yet
+	// (a POST on a collection): the store refuses with conflict otherwise,
+	// checked in the same transaction as the write.
+	Create bool
 
 	DeleteTenants []string
 	DeleteClients []string // cascades to their API keys
