@@ -94,6 +94,26 @@ func (h *Handler) revision(r *http.Request) (uint64, error) {
 
 // ---- store-wide ----
 
+// pathSlug returns the {slug} of the path, or not_found when it cannot
+// be a tenant's.
+func pathSlug(r *http.Request) (string, error) {
+	slug := r.PathValue("slug")
+	if !credentials.ValidSlug(slug) {
+		return "", credentials.Errorf(credentials.ENotFound, "tenant not found")
+	}
+	return slug, nil
+}
+
+// pathID returns the {id} of the path, or not_found (naming what) when
+// it cannot be an ID with prefix.
+func pathID(r *http.Request, prefix, what string) (string, error) {
+	id := r.PathValue("id")
+	if credentials.ValidateID(prefix, id, "id") != nil {
+		return "", credentials.Errorf(credentials.ENotFound, "%s not found", what)
+	}
+	return id, nil
+}
+
 // answerRead answers a read: what fetch returns for the current revision,
 // as JSON, with that revision as the ETag.
 func (h *Handler) answerRead(w http.ResponseWriter, r *http.Request, fetch func(ctx context.Context, rev uint64) (any, error)) error {
@@ -238,9 +258,9 @@ func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) getTenant(w http.ResponseWriter, r *http.Request) error {
-	slug := r.PathValue("slug")
-	if !credentials.ValidSlug(slug) {
-		return credentials.Errorf(credentials.ENotFound, "tenant not found")
+	slug, err := pathSlug(r)
+	if err != nil {
+		return err
 	}
 	return h.answerRead(w, r, func(ctx context.Context, _ uint64) (any, error) {
 		return h.store.Tenant(ctx, slug)
@@ -275,9 +295,9 @@ func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
-	slug := r.PathValue("slug")
-	if !credentials.ValidSlug(slug) {
-		return credentials.Errorf(credentials.ENotFound, "tenant not found")
+	slug, err := pathSlug(r)
+	if err != nil {
+		return err
 	}
 	return h.applyResult(w, r, &credentials.Changes{DeleteTenants: []string{slug}}, nil)
 }
@@ -296,9 +316,9 @@ func (h *Handler) listClients(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) getClient(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if credentials.ValidateID(credentials.ClientPrefix, id, "id") != nil {
-		return credentials.Errorf(credentials.ENotFound, "client not found")
+	id, err := pathID(r, credentials.ClientPrefix, "client")
+	if err != nil {
+		return err
 	}
 	return h.answerRead(w, r, func(ctx context.Context, _ uint64) (any, error) {
 		return h.store.Client(ctx, id)
@@ -353,9 +373,9 @@ func (h *Handler) upsertClient(w http.ResponseWriter, r *http.Request, c credent
 }
 
 func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if credentials.ValidateID(credentials.ClientPrefix, id, "id") != nil {
-		return credentials.Errorf(credentials.ENotFound, "client not found")
+	id, err := pathID(r, credentials.ClientPrefix, "client")
+	if err != nil {
+		return err
 	}
 	return h.applyResult(w, r, &credentials.Changes{DeleteClients: []string{id}}, nil)
 }
@@ -367,9 +387,9 @@ func (h *Handler) listAPIKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) listClientAPIKeys(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if credentials.ValidateID(credentials.ClientPrefix, id, "id") != nil {
-		return credentials.Errorf(credentials.ENotFound, "client not found")
+	id, err := pathID(r, credentials.ClientPrefix, "client")
+	if err != nil {
+		return err
 	}
 	if _, err := h.store.Client(r.Context(), id); err != nil {
 		return err
@@ -388,9 +408,9 @@ func (h *Handler) writeKeys(w http.ResponseWriter, r *http.Request, clientID str
 }
 
 func (h *Handler) getAPIKey(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if credentials.ValidateID(credentials.APIKeyPrefix, id, "id") != nil {
-		return credentials.Errorf(credentials.ENotFound, "API key not found")
+	id, err := pathID(r, credentials.APIKeyPrefix, "API key")
+	if err != nil {
+		return err
 	}
 	return h.answerRead(w, r, func(ctx context.Context, _ uint64) (any, error) {
 		k, err := h.store.APIKey(ctx, id)
@@ -496,9 +516,9 @@ func (h *Handler) putAPIKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) deleteAPIKey(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if credentials.ValidateID(credentials.APIKeyPrefix, id, "id") != nil {
-		return credentials.Errorf(credentials.ENotFound, "API key not found")
+	id, err := pathID(r, credentials.APIKeyPrefix, "API key")
+	if err != nil {
+		return err
 	}
 	return h.applyResult(w, r, &credentials.Changes{DeleteAPIKeys: []string{id}}, nil)
 }
@@ -519,9 +539,9 @@ func (h *Handler) rotateAPIKey(w http.ResponseWriter, r *http.Request) error {
 		}
 		grace = d
 	}
-	id := r.PathValue("id")
-	if credentials.ValidateID(credentials.APIKeyPrefix, id, "id") != nil {
-		return credentials.Errorf(credentials.ENotFound, "API key not found")
+	id, err := pathID(r, credentials.APIKeyPrefix, "API key")
+	if err != nil {
+		return err
 	}
 	old, err := h.store.APIKey(r.Context(), id)
 	if err != nil {
