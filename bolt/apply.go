@@ -33,14 +33,11 @@ func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credenti
 	if ch == nil {
 		return credentials.ApplyResult{}, credentials.Errorf(credentials.EInvalid, "no changes given")
 	}
-	if err := ctxErr(ctx); err != nil {
+	unlock, err := s.lock(ctx)
+	if err != nil {
 		return credentials.ApplyResult{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return credentials.ApplyResult{}, err
-	}
+	defer unlock()
 	old := s.cur.Load()
 	res := credentials.ApplyResult{Revision: old.rev}
 	if opt.IfMatch != nil && *opt.IfMatch != old.rev {
@@ -48,7 +45,7 @@ func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credenti
 	}
 	now := s.now().UTC().Round(0)
 	var p *plan
-	err := s.view(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		var err error
 		p, err = makePlan(old, ch, now, recordReader(tx))
 		return err

@@ -78,16 +78,13 @@ func (s *Store) Clients(ctx context.Context, tenant string) ([]credentials.Clien
 
 // APIKey returns key id with its last use. Returns not_found.
 func (s *Store) APIKey(ctx context.Context, id string) (*credentials.APIKey, error) {
-	if err := ctxErr(ctx); err != nil {
+	unlock, err := s.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return nil, err
-	}
+	defer unlock()
 	var out []credentials.APIKey
-	err := s.view(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		k, err := recordReader(tx)(id)
 		if k != nil {
 			out = append(out, *k)
@@ -109,17 +106,14 @@ func (s *Store) APIKey(ctx context.Context, id string) (*credentials.APIKey, err
 // APIKeys returns the keys of client ("" for all) with their last use,
 // ordered by ID.
 func (s *Store) APIKeys(ctx context.Context, clientID string) ([]credentials.APIKey, error) {
-	if err := ctxErr(ctx); err != nil {
+	unlock, err := s.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return nil, err
-	}
+	defer unlock()
 	st := s.cur.Load()
 	var out []credentials.APIKey
-	err := s.view(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		if clientID == "" {
 			var err error
 			out, err = allKeys(tx)
@@ -221,17 +215,14 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 // clients by ID with their keys (digests, no last use) nested and ordered
 // by ID. Applied with Snapshot.Changes(true) it changes nothing.
 func (s *Store) Export(ctx context.Context) (*credentials.Snapshot, error) {
-	if err := ctxErr(ctx); err != nil {
+	unlock, err := s.lock(ctx)
+	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return nil, err
-	}
+	defer unlock()
 	st := s.cur.Load()
 	var keys []credentials.APIKey
-	err := s.view(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		var err error
 		keys, err = allKeys(tx)
 		return err
@@ -334,14 +325,11 @@ func copyKey(k *credentials.APIKey) credentials.APIKey {
 // FlushUsage writes the last uses recorded since the previous flush in one
 // transaction. It changes neither the revision nor the audit log.
 func (s *Store) FlushUsage(ctx context.Context) error {
-	if err := ctxErr(ctx); err != nil {
+	unlock, err := s.lock(ctx)
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return err
-	}
+	defer unlock()
 	return s.flushLocked()
 }
 

@@ -541,6 +541,20 @@ type usageRecord struct {
 
 // checkOpen returns an unavailable error once the store is closed. The
 // caller holds s.mu.
+// lock takes the writer mutex for a read or write of the store: it
+// refuses a done context or a closed store, and returns the unlock.
+func (s *Store) lock(ctx context.Context) (unlock func(), err error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if err := s.checkOpen(); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	return s.mu.Unlock, nil
+}
+
 func (s *Store) checkOpen() error {
 	if s.closed {
 		return credentials.Errorf(credentials.EUnavailable, "credential store is closed")
