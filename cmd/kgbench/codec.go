@@ -40,49 +40,43 @@ func (c lightCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.base.Unmarshal(data, v)
 	}
-	b := data.Materialize()
-	r.code = 0
 	// CheckResponse field 1 is google.rpc.Status, whose field 1 is the code.
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return errors.New("bad CheckResponse")
-		}
-		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			st, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return errors.New("bad CheckResponse status")
-			}
-			for len(st) > 0 {
-				sn, styp, k := protowire.ConsumeTag(st)
-				if k < 0 {
-					return errors.New("bad status")
-				}
-				st = st[k:]
-				if sn == 1 && styp == protowire.VarintType {
-					v, k := protowire.ConsumeVarint(st)
-					if k < 0 {
-						return errors.New("bad status code")
-					}
-					r.code = int32(v)
-					break
-				}
-				k = protowire.ConsumeFieldValue(sn, styp, st)
-				if k < 0 {
-					return errors.New("bad status")
-				}
-				st = st[k:]
-			}
-			return nil
-		}
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		if n < 0 {
-			return errors.New("bad CheckResponse")
-		}
-		b = b[n:]
+	status, _, err := firstField(data.Materialize(), 1)
+	if err != nil {
+		return err
 	}
-	return nil
+	_, code, err := firstField(status, 1)
+	r.code = int32(code)
+	return err
+}
+
+// firstField returns field num of the message b: its bytes when it is
+// length-delimited, its value when it is a varint; zero values when absent.
+func firstField(b []byte, num protowire.Number) (raw []byte, v uint64, err error) {
+	for len(b) > 0 {
+		n, typ, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return nil, 0, errors.New("bad CheckResponse")
+		}
+		b = b[k:]
+		switch {
+		case n == num && typ == protowire.BytesType:
+			raw, k = protowire.ConsumeBytes(b)
+		case n == num && typ == protowire.VarintType:
+			v, k = protowire.ConsumeVarint(b)
+		default:
+			k = protowire.ConsumeFieldValue(n, typ, b)
+			if k >= 0 {
+				b = b[k:]
+				continue
+			}
+		}
+		if k < 0 {
+			return nil, 0, errors.New("bad CheckResponse")
+		}
+		return raw, v, nil
+	}
+	return nil, 0, nil
 }
 
 func encodeRequest(m proto.Message) (*wireRequest, error) {
