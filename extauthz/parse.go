@@ -119,13 +119,7 @@ func queryParam(path, name string) (val string, n int, bad bool) {
 	if j := strings.IndexByte(q, '#'); j >= 0 {
 		q = q[:j]
 	}
-	for len(q) > 0 {
-		seg := q
-		if j := strings.IndexByte(q, '&'); j >= 0 {
-			seg, q = q[:j], q[j+1:]
-		} else {
-			q = ""
-		}
+	for seg := range strings.SplitSeq(q, "&") {
 		k, v, _ := strings.Cut(seg, "=")
 		if k != name {
 			if strings.IndexByte(k, '%') < 0 {
@@ -189,13 +183,7 @@ func unhex(c byte) int {
 // ("a=1; b=2"; surrounding double quotes removed) and how many times it
 // occurs. Names are case-sensitive.
 func cookieValue(h, name string) (val string, n int) {
-	for len(h) > 0 {
-		pair := h
-		if j := strings.IndexByte(h, ';'); j >= 0 {
-			pair, h = h[:j], h[j+1:]
-		} else {
-			h = ""
-		}
+	for pair := range strings.SplitSeq(h, ";") {
 		k, v, ok := strings.Cut(pair, "=")
 		if !ok || trimOWS(k) != name {
 			continue
@@ -215,13 +203,7 @@ func cookieValue(h, name string) (val string, n int) {
 // name, the other pairs joined by "; "; "" when none remain.
 func withoutCookie(h, name string) string {
 	var b strings.Builder
-	for len(h) > 0 {
-		pair := h
-		if j := strings.IndexByte(h, ';'); j >= 0 {
-			pair, h = h[:j], h[j+1:]
-		} else {
-			h = ""
-		}
+	for pair := range strings.SplitSeq(h, ";") {
 		pair = trimOWS(pair)
 		if pair == "" {
 			continue
