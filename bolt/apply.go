@@ -571,24 +571,30 @@ func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string
 	return nil
 }
 
+// deleteAll deletes the records with the given keys from b.
+func deleteAll(b *bbolt.Bucket, keys []string) error {
+	for _, k := range keys {
+		if err := b.Delete([]byte(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // write stores the plan in tx: records, digests, usage, meta and audit.
 func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 	bt, bc, bk := tx.Bucket(bucketTenants), tx.Bucket(bucketClients), tx.Bucket(bucketAPIKeys)
 	bs, bu := tx.Bucket(bucketSums), tx.Bucket(bucketUsage)
-	for _, slug := range p.goneT {
-		if err := bt.Delete([]byte(slug)); err != nil {
-			return err
-		}
+	if err := deleteAll(bt, p.goneT); err != nil {
+		return err
 	}
 	for _, t := range p.putT {
 		if err := putJSON(bt, t.Slug, t); err != nil {
 			return err
 		}
 	}
-	for _, id := range p.goneC {
-		if err := bc.Delete([]byte(id)); err != nil {
-			return err
-		}
+	if err := deleteAll(bc, p.goneC); err != nil {
+		return err
 	}
 	for _, c := range p.putC {
 		if err := putJSON(bc, c.ID, c); err != nil {
