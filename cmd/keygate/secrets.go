@@ -11,13 +11,14 @@ import (
 	"path/filepath"
 )
 
-// loadOrCreateSecret reads the secret in path. When the file is missing
+// loadOrCreateSecret reads the secret in path as it is (callers trim a
+// text secret; a raw binary key may contain "space" bytes). When the file is missing
 // and create is true (the dev default location), it writes a new random
 // secret there with mode 0600 and reports created=true.
 func loadOrCreateSecret(path string, create bool) (secret []byte, created bool, err error) {
 	data, err := os.ReadFile(path)
 	if err == nil {
-		return bytes.TrimSpace(data), false, nil
+		return data, false, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) || !create {
 		return nil, false, err
@@ -53,6 +54,7 @@ func adminToken(cfg *Config, env func(string) string) (token, source string, cre
 	if err != nil {
 		return "", "", false, fmt.Errorf("admin token file: %w", err)
 	}
+	b = bytes.TrimSpace(b)
 	if len(b) < 16 {
 		return "", "", false, fmt.Errorf("admin token file %s: token must be at least 16 characters", path)
 	}
@@ -67,9 +69,10 @@ func masterKey(cfg *Config) (key []byte, path string, created bool, err error) {
 	if err != nil {
 		return nil, path, false, fmt.Errorf("master key file: %w", err)
 	}
-	if raw, err := os.ReadFile(path); err == nil && len(raw) == 32 {
-		return raw, path, created, nil // raw bytes, possibly with "space" bytes in them
+	if len(b) == 32 {
+		return b, path, created, nil // raw bytes
 	}
+	b = bytes.TrimSpace(b)
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
 		if k, err := enc.DecodeString(string(b)); err == nil && len(k) == 32 {
 			return k, path, created, nil
