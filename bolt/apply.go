@@ -47,7 +47,7 @@ func (s *Store) Apply(ctx context.Context, ch *credentials.Changes, opt credenti
 	var p *plan
 	err = s.view(func(tx *bbolt.Tx) error {
 		var err error
-		p, err = makePlan(old, ch, now, recordReader(tx))
+		p, err = makePlan(old, ch, now, s.seal, tx)
 		return err
 	})
 	if err != nil {
@@ -130,6 +130,17 @@ type plan struct {
 
 	prevK map[string]*credentials.APIKey // stored records of the upserted keys that exist
 	upK   map[string]*credentials.APIKey // every upserted key (for a Replace, every key)
+
+	putI      []*storedIssuer // ordered by ID
+	goneI     []string
+	sealedNew bool   // putI holds a newly sealed secret
+	keyCheck  []byte // the master key check, written with the first sealed secret
+
+	putR []*credentials.Revocation // added or extended, ordered by jti
+	allR []credentials.Revocation  // Replace: the stored unexpired revocations
+
+	revC    []*credentials.Client // clients changed only by RevokeTokensOf
+	revoked []string              // clients whose token_version is incremented
 }
 
 // keyRef names a stored API key and its digest.
@@ -156,12 +167,23 @@ func recordReader(tx *bbolt.Tx) func(id string) (*credentials.APIKey, error) {
 }
 
 // indexData returns the records of the state after a Replace: every key
-// of the new state is upserted.
+// of the new state is upserted; the revocations are the stored ones
+// (read by makePlan) and the new ones.
 func (p *plan) indexData() credentials.IndexData {
 	d := p.next.indexData()
 	d.APIKeys = make([]credentials.APIKey, 0, len(p.upK))
 	for _, k := range p.upK {
 		d.APIKeys = append(d.APIKeys, *k)
+	}
+	put := make(map[string]bool, len(p.putR))
+	for _, r := range p.putR {
+		put[r.JTI] = true
+		d.Revocations = append(d.Revocations, *r)
+	}
+	for _, r := range p.allR {
+		if !put[r.JTI] {
+			d.Revocations = append(d.Revocations, r)
+		}
 	}
 	return d
 }
@@ -172,15 +194,27 @@ func (p *plan) delta() *credentials.IndexDelta {
 		Revision:      p.next.rev,
 		DeleteTenants: p.goneT,
 		DeleteClients: p.goneC,
+		DeleteIssuers: p.goneI,
 		Tenants:       make([]credentials.Tenant, len(p.putT)),
-		Clients:       make([]credentials.Client, len(p.putC)),
+		Clients:       make([]credentials.Client, 0, len(p.putC)+len(p.revC)),
 		APIKeys:       make([]credentials.APIKey, len(p.putK)),
+		Issuers:       make([]credentials.Issuer, len(p.putI)),
+		Revocations:   make([]credentials.Revocation, len(p.putR)),
 	}
 	for i, t := range p.putT {
 		d.Tenants[i] = *t
 	}
-	for i, c := range p.putC {
-		d.Clients[i] = *c
+	for _, c := range p.putC {
+		d.Clients = append(d.Clients, *c)
+	}
+	for _, c := range p.revC {
+		d.Clients = append(d.Clients, *c)
+	}
+	for i, si := range p.putI {
+		d.Issuers[i] = si.rec
+	}
+	for i, r := range p.putR {
+		d.Revocations[i] = *r
 	}
 	for i, k := range p.putK {
 		d.APIKeys[i] = *k
@@ -195,7 +229,8 @@ func (p *plan) delta() *credentials.IndexDelta {
 }
 
 func (p *plan) changed() bool {
-	return len(p.putT)+len(p.goneT)+len(p.putC)+len(p.goneC)+len(p.putK)+len(p.goneK) > 0
+	return len(p.putT)+len(p.goneT)+len(p.putC)+len(p.goneC)+len(p.putK)+len(p.goneK)+
+		len(p.putI)+len(p.goneI)+len(p.putR)+len(p.revoked) > 0
 }
 
 func (p *plan) summary() map[string]map[string]int {
@@ -215,6 +250,10 @@ func (p *plan) summary() map[string]map[string]int {
 	add("clients", "deleted", len(p.goneC))
 	add("apikeys", "upserted", len(p.putK))
 	add("apikeys", "deleted", len(p.goneK))
+	add("issuers", "upserted", len(p.putI))
+	add("issuers", "deleted", len(p.goneI))
+	add("revocations", "added", len(p.putR))
+	add("token_versions", "incremented", len(p.revoked))
 	return m
 }
 
@@ -234,6 +273,10 @@ func (p *plan) ids() map[string][]string {
 	add("clients.deleted", p.goneC)
 	add("apikeys.upserted", idsOf(p.putK, func(k *credentials.APIKey) string { return k.ID }))
 	add("apikeys.deleted", idsOf(p.goneK, func(g keyRef) string { return g.id }))
+	add("issuers.upserted", idsOf(p.putI, func(si *storedIssuer) string { return si.rec.ID() }))
+	add("issuers.deleted", p.goneI)
+	add("revocations.added", idsOf(p.putR, func(r *credentials.Revocation) string { return r.JTI }))
+	add("token_versions.incremented", p.revoked)
 	return m
 }
 
@@ -265,10 +308,15 @@ func alreadyExists(kind, id string) error {
 		Message: fmt.Sprintf("%s %q already exists; use PUT to replace it", kind, id)}
 }
 
-// makePlan validates ch against old, whose API-key records get reads,
-// and computes the new state. It does not modify old.
-func makePlan(old *state, ch *credentials.Changes, now time.Time, get func(id string) (*credentials.APIKey, error)) (*plan, error) {
-	p := &plan{old: old, next: &state{tenants: old.tenants, clients: old.clients}, prevK: map[string]*credentials.APIKey{}}
+// makePlan validates ch against old, whose API-key and revocation
+// records it reads from tx, and computes the new state, sealing new
+// secrets with seal (nil: no master key). It does not modify old.
+func makePlan(old *state, ch *credentials.Changes, now time.Time, seal *sealer, tx *bbolt.Tx) (*plan, error) {
+	get := recordReader(tx)
+	p := &plan{old: old, next: &state{tenants: old.tenants, clients: old.clients, issuers: old.issuers}, prevK: map[string]*credentials.APIKey{}}
+	if seal != nil {
+		p.keyCheck = seal.check
+	}
 	prev := func(id string) (*credentials.APIKey, error) { // get, remembered
 		if o, ok := p.prevK[id]; ok {
 			return o, nil
@@ -445,6 +493,30 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time, get func(id st
 		c.UpdatedAt = now
 		p.putC = append(p.putC, c)
 	}
+	// Token revocations apply after the upserts: an upserted client gets
+	// the incremented version of its upsert.
+	if len(ch.RevokeTokensOf) > 0 {
+		put := make(map[string]*credentials.Client, len(p.putC))
+		for _, c := range p.putC {
+			put[c.ID] = c
+		}
+		ids := slices.Clone(ch.RevokeTokensOf)
+		slices.Sort(ids)
+		for _, id := range slices.Compact(ids) { // one increment per client and batch
+			if upC[id] == nil && (old.clients[id] == nil || goneC[id]) {
+				return nil, notFound("client", id)
+			}
+			if c := put[id]; c != nil {
+				c.TokenVersion++
+			} else {
+				c := copyClient(old.clients[id])
+				c.TokenVersion++
+				c.UpdatedAt = now
+				p.revC = append(p.revC, &c)
+			}
+			p.revoked = append(p.revoked, id)
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(upK)) {
 		k := upK[id]
 		o, err := prev(id)
@@ -482,7 +554,7 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time, get func(id st
 			p.next.tenants[t.Slug] = t
 		}
 	}
-	if len(p.putC)+len(p.goneC) > 0 {
+	if len(p.putC)+len(p.goneC)+len(p.revC) > 0 {
 		p.next.clients = maps.Clone(old.clients)
 		for _, id := range p.goneC {
 			delete(p.next.clients, id)
@@ -490,20 +562,52 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time, get func(id st
 		for _, c := range p.putC {
 			p.next.clients[c.ID] = c
 		}
+		for _, c := range p.revC {
+			p.next.clients[c.ID] = c
+		}
 	}
-	if err := p.checkIntegrity(upC, upK, goneK, explicitT); err != nil {
+	upI, err := p.planIssuers(ch, now, seal)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.planRevocations(ch, now, tx); err != nil {
+		return nil, err
+	}
+	if err := p.checkIntegrity(upC, upK, upI, goneK, explicitT); err != nil {
 		return nil, err
 	}
 	return p, nil
 }
 
-// checkIntegrity verifies the new state: every client's tenant exists,
-// every key's client exists, no two keys share a digest.
-func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string]*credentials.APIKey, goneK map[string][32]byte, explicitT map[string]bool) error {
+// checkIntegrity verifies the new state: every client's and issuer's
+// tenant exists, every key's client exists, no two keys share a digest.
+func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string]*credentials.APIKey, upI map[string]*storedIssuer,
+	goneK map[string][32]byte, explicitT map[string]bool) error {
 	next := p.next
 	for _, id := range slices.Sorted(maps.Keys(upC)) {
 		if c := upC[id]; next.tenants[c.Tenant] == nil {
 			return credentials.FieldError("clients["+id+"].tenant", "tenant %q of client %q does not exist", c.Tenant, id)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(upI)) {
+		if t := upI[id].rec.Tenant; next.tenants[t] == nil {
+			return credentials.FieldError("issuers["+id+"].tenant", "tenant %q of issuer %q does not exist", t, id)
+		}
+	}
+	if len(p.goneT) > 0 {
+		var orphans []string
+		for id, si := range next.issuers {
+			if next.tenants[si.rec.Tenant] == nil {
+				orphans = append(orphans, id)
+			}
+		}
+		if len(orphans) > 0 {
+			id := slices.Min(orphans)
+			t := next.issuers[id].rec.Tenant
+			if explicitT[t] {
+				return credentials.Errorf(credentials.EConflict, "tenant %q still has issuers (%s); delete them first", t, id)
+			}
+			return credentials.FieldError("issuers["+id+"].tenant", "tenant %q of issuer %q does not exist", t, id)
 		}
 	}
 	if len(p.goneT) > 0 {
@@ -600,6 +704,14 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 		if err := putJSON(bc, c.ID, c); err != nil {
 			return err
 		}
+	}
+	for _, c := range p.revC {
+		if err := putJSON(bc, c.ID, c); err != nil {
+			return err
+		}
+	}
+	if err := p.writeJWT(tx); err != nil {
+		return err
 	}
 	for _, g := range p.goneK {
 		if err := bk.Delete([]byte(g.id)); err != nil {
@@ -703,4 +815,51 @@ func sameKey(a, b *credentials.APIKey) bool {
 	return a.ClientID == b.ClientID && a.Name == b.Name && a.KeySHA256 == b.KeySHA256 &&
 		slices.Equal(a.Scopes, b.Scopes) && a.Disabled == b.Disabled &&
 		(a.ExpiresAt == nil) == (b.ExpiresAt == nil) && (a.ExpiresAt == nil || a.ExpiresAt.Equal(*b.ExpiresAt))
+}
+
+// writeJWT stores the issuer and revocation changes of p in tx, prunes
+// the expired revocations, and writes the master key check with the first
+// sealed secret. The buckets are created if the file predates them.
+func (p *plan) writeJWT(tx *bbolt.Tx) error {
+	if len(p.putI)+len(p.goneI) > 0 {
+		b, err := tx.CreateBucketIfNotExists(bucketIssuers)
+		if err != nil {
+			return err
+		}
+		if err := deleteAll(b, p.goneI); err != nil {
+			return err
+		}
+		for _, si := range p.putI {
+			data, err := si.marshal()
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(si.rec.ID()), data); err != nil {
+				return err
+			}
+		}
+	}
+	if p.sealedNew {
+		m := tx.Bucket(bucketMeta)
+		if m.Get(metaKeyCheck) == nil {
+			if err := m.Put(metaKeyCheck, p.keyCheck); err != nil {
+				return err
+			}
+		}
+	}
+	if err := pruneRevocations(tx, p.next.updated); err != nil {
+		return err
+	}
+	if len(p.putR) > 0 {
+		b, err := tx.CreateBucketIfNotExists(bucketRevocations)
+		if err != nil {
+			return err
+		}
+		for _, r := range p.putR {
+			if err := putJSON(b, r.JTI, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

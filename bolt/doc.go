@@ -2,27 +2,65 @@
 //
 // Layout of the file (all records are JSON):
 //
-//	meta      "format" = "keygate", "version" = "1", "revision" (8-byte
-//	          big-endian), "updated" (RFC 3339)
-//	tenants   slug → credentials.Tenant
-//	clients   client ID → credentials.Client
-//	apikeys   key ID → credentials.APIKey (digest only; no last use)
-//	sums      SHA-256 digest (32 raw bytes) → key ID
-//	usage     key ID → last use time and source IP (not part of the revision)
-//	audit     revision (8-byte big-endian) → credentials.AuditEntry
+//	meta         "format" = "keygate", "version" = "1", "revision" (8-byte
+//	             big-endian), "updated" (RFC 3339), "master_key_check"
+//	             (HMAC-SHA256(master key, "keygate master key check v1"),
+//	             written with the first encrypted secret)
+//	tenants      slug → credentials.Tenant
+//	clients      client ID → credentials.Client
+//	apikeys      key ID → credentials.APIKey (digest only; no last use)
+//	sums         SHA-256 digest (32 raw bytes) → key ID
+//	usage        key ID → last use time and source IP (not part of the revision)
+//	audit        revision (8-byte big-endian) → credentials.AuditEntry
+//	issuers      "tenant/name" → {"issuer": credentials.Issuer without
+//	             secrets, "sealed": {"<i>": base64(nonce || ciphertext)}}:
+//	             the secret of the oct key at index i of jwks.keys, encrypted
+//	             under the master key
+//	revocations  jti → credentials.Revocation
+//
+// The issuers and revocations buckets came after the first files of
+// format version 1 were written: a file without them has no issuers and
+// no revocations, and the first Apply that writes one creates the bucket
+// (Open still writes nothing).
 //
 // Rules of the package:
 //   - Byte slices read from bbolt are only valid inside their transaction:
 //     they are copied or decoded before the transaction ends, never kept.
-//   - Tenants and clients live in memory, decoded. API-key records do not:
-//     the credentials.Index holds what Check needs of every key (and its
+//   - Recoverable secrets (the secrets of issuers' oct keys, base64url in
+//     credentials.JWK.K) never reach the file in plaintext: each is
+//     encrypted with AES-256-GCM under Options.MasterKey with a random
+//     12-byte nonce, and the associated data binds it to its record and
+//     place ("keygate/v1/issuer-jwk\x00" + tenant/name + "\x00" + kid), so
+//     a ciphertext moved to another issuer does not decrypt (seal.go holds
+//     the helpers; HMAC-key secrets use them with their own associated
+//     data). Secrets are never logged, audited or put in errors.
+//   - Master key: a store holding encrypted secrets (or the master key
+//     check) opens only with the key they were encrypted with: without a
+//     key Open fails with ErrMasterKeyRequired, with another key (the
+//     check differs) with ErrWrongMasterKey, and a secret that does not
+//     decrypt (altered, or moved from another record) is an Open error
+//     naming its issuer; Open never loads an issuer with an empty secret.
+//     Apply refuses (invalid) to store an oct key without a master key.
+//   - Open decrypts the secrets; the in-memory issuers and the index
+//     (credentials.IndexData.Issuers, IndexDelta.Issuers) carry them, for
+//     the JWT verifier. Reads (Issuer, Issuers, Export) return issuers
+//     without them (credentials.Issuer.Redacted). An upsert's oct key
+//     without k keeps the sealed secret of the issuer's stored oct key
+//     with the same kid (the nth of that kid for the nth given).
+//   - Revocations are not kept in memory: the index holds them, and
+//     Revocations and Export read them from the file. Revocations are
+//     only added (Replace never deletes them; an existing jti keeps the
+//     later expiry); every Apply that commits deletes the ones that
+//     expired (which alone is no change), and reads skip them.
+//   - Tenants, clients and issuers live in memory, decoded. API-key
+//     records do not: the credentials.Index holds what Check needs of every key (and its
 //     ID, client and digest, which Apply uses to cascade deletes and check
 //     digests); the records themselves are read from the file, in a read
 //     transaction, by Apply (only those it changes) and by the API-key
 //     reads (which hold the writer mutex, so records and index are of one
 //     revision, and fail unavailable once the store is closed).
-//     Each state is immutable once published: Apply clones the tenant and
-//     client maps it changes (copy-on-write), derives the index
+//     Each state is immutable once published: Apply clones the tenant,
+//     client and issuer maps it changes (copy-on-write), derives the index
 //     (credentials.Index.With) in time proportional to the change, not to
 //     the number of keys (a Replace rebuilds it), writes the
 //     difference in one bbolt Update transaction (fsynced on commit), and
@@ -33,7 +71,7 @@
 //   - A failed Apply changes nothing: the transaction is rolled back and the
 //     previous state and index are still served.
 //   - Writers (Apply, FlushUsage) are serialized by one mutex; Check and
-//     the tenant and client reads never lock.
+//     the tenant, client, issuer and revocation reads never lock.
 //   - Digest uniqueness is checked against the published Index, which holds
 //     every stored key (every key's client exists; Apply enforces it).
 //   - Last-used times are recorded in memory by Check (credentials.Usage)

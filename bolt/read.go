@@ -213,7 +213,10 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 
 // Export returns the whole state as a snapshot document: tenants by slug,
 // clients by ID with their keys (digests, no last use) nested and ordered
-// by ID. Applied with Snapshot.Changes(true) it changes nothing.
+// by ID, issuers by tenant and name without secrets (an oct key without k
+// keeps its stored secret when applied), and the revocations that have
+// not expired, by jti. Applied with Snapshot.Changes(true) it changes
+// nothing.
 func (s *Store) Export(ctx context.Context) (*credentials.Snapshot, error) {
 	unlock, err := s.lock(ctx)
 	if err != nil {
@@ -221,11 +224,18 @@ func (s *Store) Export(ctx context.Context) (*credentials.Snapshot, error) {
 	}
 	defer unlock()
 	st := s.cur.Load()
+	now := s.now()
 	var keys []credentials.APIKey
+	var revs []credentials.Revocation
 	err = s.view(func(tx *bbolt.Tx) error {
 		var err error
-		keys, err = allKeys(tx)
-		return err
+		if keys, err = allKeys(tx); err != nil {
+			return err
+		}
+		if revs, err = readRevocations(tx, now); err != nil {
+			return credentials.Internal(err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -248,6 +258,8 @@ func (s *Store) Export(ctx context.Context) (*credentials.Snapshot, error) {
 		slices.SortFunc(keys, func(a, b credentials.APIKey) int { return cmp.Compare(a.ID, b.ID) })
 		snap.Clients = append(snap.Clients, credentials.SnapshotClient{Client: copyClient(st.clients[id]), APIKeys: &keys})
 	}
+	snap.Issuers = issuersOf(st, "")
+	snap.Revocations = revs
 	return snap, nil
 }
 
@@ -264,6 +276,7 @@ func (s *Store) Status(ctx context.Context) (credentials.Status, error) {
 			Tenants: len(st.tenants),
 			Clients: len(st.clients),
 			APIKeys: st.idx.Len(),
+			Issuers: len(st.issuers),
 		},
 		Active:  st.idx.Counts,
 		Updated: st.updated,

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,13 +32,23 @@ var (
 	bucketSums    = []byte("sums")
 	bucketUsage   = []byte("usage")
 	bucketAudit   = []byte("audit")
+	// Buckets added to format version 1 later: a store file without them
+	// holds none of their records; the first Apply that writes one creates
+	// the bucket.
+	bucketIssuers     = []byte("issuers")
+	bucketRevocations = []byte("revocations")
 
-	allBuckets = [][]byte{bucketMeta, bucketTenants, bucketClients, bucketAPIKeys, bucketSums, bucketUsage, bucketAudit}
+	// v1Buckets are in every store file of format version 1.
+	v1Buckets  = [][]byte{bucketMeta, bucketTenants, bucketClients, bucketAPIKeys, bucketSums, bucketUsage, bucketAudit}
+	allBuckets = append(slices.Clip(v1Buckets), bucketIssuers, bucketRevocations)
 
 	metaFormat   = []byte("format")
 	metaVersion  = []byte("version")
 	metaRevision = []byte("revision")
 	metaUpdated  = []byte("updated")
+	// metaKeyCheck is HMAC-SHA256(master key, "keygate master key check
+	// v1"), written with the first sealed secret.
+	metaKeyCheck = []byte("master_key_check")
 )
 
 const (
@@ -64,6 +75,11 @@ type Options struct {
 	// LockTimeout is how long Open waits while another process holds the
 	// file (e.g. the old pod of a rolling update); 0 means 1s.
 	LockTimeout time.Duration
+	// MasterKey is the AES-256 key (MasterKeySize bytes) that encrypts
+	// recoverable secrets at rest (the secrets of issuers' oct keys). nil
+	// means no master key: Open then refuses a store that holds encrypted
+	// secrets, and Apply refuses to store a secret.
+	MasterKey []byte
 }
 
 // Store is a credentials.Store on a bbolt file. Open it with Open and
@@ -73,6 +89,7 @@ type Store struct {
 	db   *bbolt.DB
 	log  *zap.Logger
 	now  func() time.Time
+	seal *sealer // nil: no master key
 
 	mu     sync.Mutex // serializes writers (Apply, FlushUsage, Close)
 	closed bool
@@ -92,6 +109,7 @@ type state struct {
 	updated time.Time
 	tenants map[string]*credentials.Tenant
 	clients map[string]*credentials.Client
+	issuers map[string]*storedIssuer // by "tenant/name"
 	idx     *credentials.Index
 }
 
@@ -99,7 +117,10 @@ type state struct {
 // the file (0600) if missing, and loads it into memory. It returns an
 // error naming the file when the file is locked by another process, is not
 // a keygate store, or is truncated or corrupted; it never returns an empty
-// store for a file it cannot read.
+// store for a file it cannot read. When the store holds encrypted secrets,
+// Open fails (wrapping ErrMasterKeyRequired or ErrWrongMasterKey) unless
+// o.MasterKey is the key they were encrypted with; a secret that does not
+// decrypt is an error naming its issuer.
 func Open(path string, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -112,6 +133,10 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = defaultLockTimeout
+	}
+	seal, err := newSealer(o.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("keygate: store %s: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("keygate: store %s: create directory: %w", path, err)
@@ -139,7 +164,7 @@ func Open(path string, o Options) (*Store, error) {
 		}
 		return nil, corrupted(path, err)
 	}
-	s := &Store{path: path, db: db, log: o.Logger, now: o.Now, stop: make(chan struct{})}
+	s := &Store{path: path, db: db, log: o.Logger, now: o.Now, seal: seal, stop: make(chan struct{})}
 	st, err := s.load(fresh)
 	if err != nil {
 		db.Close()
@@ -230,10 +255,15 @@ func (s *Store) load(fresh bool) (st *state, err error) {
 			return nil
 		}
 		var err error
-		st, err = readState(tx)
+		st, err = readState(tx, s.seal, s.now().UTC())
 		return err
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrMasterKeyRequired):
+		return nil, fmt.Errorf("keygate: store %s holds encrypted secrets: %w", s.path, ErrMasterKeyRequired)
+	case errors.Is(err, ErrWrongMasterKey):
+		return nil, fmt.Errorf("keygate: store %s: %w", s.path, ErrWrongMasterKey)
+	case err != nil:
 		return nil, corrupted(s.path, err)
 	}
 	if empty && !fresh {
@@ -272,9 +302,12 @@ func (s *Store) initialize() error {
 	return nil
 }
 
-// readState decodes every record of tx and builds the index. Record
+// readState decodes every record of tx, decrypting secrets with seal,
+// and builds the index (with the revocations unexpired at now). API-key
 // decoding is spread over the CPUs; every worker copies what it keeps.
-func readState(tx *bbolt.Tx) (*state, error) {
+// It returns ErrMasterKeyRequired or ErrWrongMasterKey, unwrapped, when
+// seal cannot be used on the store's secrets.
+func readState(tx *bbolt.Tx, seal *sealer, now time.Time) (*state, error) {
 	m := tx.Bucket(bucketMeta)
 	if f := m.Get(metaFormat); string(f) != formatMarker {
 		return nil, fmt.Errorf("format marker is %q, want %q", f, formatMarker)
@@ -282,9 +315,17 @@ func readState(tx *bbolt.Tx) (*state, error) {
 	if v := m.Get(metaVersion); string(v) != formatVersion {
 		return nil, fmt.Errorf("format version %q is not supported (this keygate reads version %s)", v, formatVersion)
 	}
-	for _, name := range allBuckets {
+	for _, name := range v1Buckets {
 		if tx.Bucket(name) == nil {
 			return nil, fmt.Errorf("bucket %q is missing", name)
+		}
+	}
+	if check := m.Get(metaKeyCheck); check != nil {
+		switch {
+		case seal == nil:
+			return nil, ErrMasterKeyRequired
+		case !seal.checks(check):
+			return nil, ErrWrongMasterKey
 		}
 	}
 	st := &state{}
@@ -334,12 +375,20 @@ func readState(tx *bbolt.Tx) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.issuers, err = readIssuers(tx, st.tenants, seal); err != nil {
+		return nil, err
+	}
+	revs, err := readRevocations(tx, now)
+	if err != nil {
+		return nil, err
+	}
 	keys, err := readKeys(tx, st.clients)
 	if err != nil {
 		return nil, err
 	}
 	data := st.indexData()
 	data.APIKeys = keys
+	data.Revocations = revs
 
 	// Merge the last use into the index data.
 	var byID map[string]int
@@ -510,13 +559,18 @@ func isDigest(s string) bool {
 	return true
 }
 
-// indexData returns the tenants and clients of st as BuildIndex wants
-// them (the API keys are not kept in memory).
+// indexData returns the tenants, clients and issuers (with their
+// secrets) of st as BuildIndex wants them (the API keys and revocations
+// are not kept in memory).
 func (st *state) indexData() credentials.IndexData {
 	d := credentials.IndexData{
 		Revision: st.rev,
 		Tenants:  make([]credentials.Tenant, 0, len(st.tenants)),
 		Clients:  make([]credentials.Client, 0, len(st.clients)),
+		Issuers:  make([]credentials.Issuer, 0, len(st.issuers)),
+	}
+	for _, si := range st.issuers {
+		d.Issuers = append(d.Issuers, si.rec)
 	}
 	for _, t := range st.tenants {
 		d.Tenants = append(d.Tenants, *t)

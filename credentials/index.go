@@ -127,6 +127,7 @@ type Index struct {
 	nkeys   int
 	tenants map[string]bool // slug → disabled
 	clients map[string]*clientInfo
+	jwtState
 }
 
 // clientInfo is a client record and the ClientEntry Check sees for it.
@@ -185,6 +186,10 @@ type IndexData struct {
 	Tenants  []Tenant
 	Clients  []Client
 	APIKeys  []APIKey
+	// Issuers carry their oct keys' secrets (decrypted by the store).
+	Issuers []Issuer
+	// Revocations may include expired entries; the index skips them.
+	Revocations []Revocation
 }
 
 // BuildIndex builds the index of d. Usage counters of keys also in prev
@@ -236,6 +241,7 @@ func BuildIndex(d IndexData, prev *Index) *Index {
 	idx.base = kt
 	idx.nkeys = kt.n
 	idx.count()
+	idx.buildJWT(d.Issuers, d.Revocations, time.Unix(0, now))
 	return idx
 }
 
@@ -296,7 +302,7 @@ func (ci *clientInfo) attach(e *KeyEntry) {
 // count sets Counts from the tenants, clients and keys of x. Keys are
 // counted when the base table was built and when they changed since.
 func (x *Index) count() {
-	x.Counts = Counts{Tenants: len(x.tenants)}
+	x.Counts = Counts{Tenants: len(x.tenants), Issuers: x.Counts.Issuers}
 	for _, ci := range x.clients {
 		if ci.entry.Active {
 			x.Counts.Clients++

@@ -21,6 +21,12 @@ type IndexDelta struct {
 	// changed (only its ID and digest are read), so that a digest a key
 	// no longer has leaves the index.
 	Removed []APIKey
+	// Issuers are the issuers added or changed (with their oct keys'
+	// secrets); DeleteIssuers names removed ones ("<tenant>/<name>").
+	Issuers       []Issuer
+	DeleteIssuers []string
+	// Revocations are the revocations added or changed.
+	Revocations []Revocation
 }
 
 // With returns the index of x's records changed by d, as BuildIndex of
@@ -171,6 +177,7 @@ func (x *Index) With(d *IndexDelta) *Index {
 			}
 		}
 	}
+	n.withJWT(x, d, time.Unix(0, now))
 	if n.over.n > max(minCompact, n.base.n/64) {
 		n.compact(now)
 	}

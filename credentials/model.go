@@ -66,9 +66,16 @@ func (k *APIKey) Sum() (sum [32]byte) {
 // Snapshot is the declarative document of the admin API (PUT /v1/snapshot,
 // the upsert half of POST /v1/changes, `keygate apply -f`): API keys nest
 // under their client.
+//
+// Issuers are replaced like the other records; revocations are additive:
+// a snapshot adds to the denylist and never removes from it (entries leave
+// it when they expire), so re-applying an older document cannot un-revoke
+// a token.
 type Snapshot struct {
-	Tenants []Tenant         `json:"tenants,omitempty"`
-	Clients []SnapshotClient `json:"clients,omitempty"`
+	Tenants     []Tenant         `json:"tenants,omitempty"`
+	Clients     []SnapshotClient `json:"clients,omitempty"`
+	Issuers     []Issuer         `json:"issuers,omitempty"`
+	Revocations []Revocation     `json:"revocations,omitempty"`
 }
 
 // SnapshotClient is a client with, optionally, its API keys. A nil APIKeys
@@ -84,6 +91,8 @@ type Deletes struct {
 	Tenants []string `json:"tenants,omitempty"`
 	Clients []string `json:"clients,omitempty"`
 	APIKeys []string `json:"apikeys,omitempty"`
+	// Issuers are "<tenant>/<name>".
+	Issuers []string `json:"issuers,omitempty"`
 }
 
 // ChangeBatch is the body of POST /v1/changes.
@@ -110,15 +119,30 @@ type Changes struct {
 	// checked in the same transaction as the write.
 	Create bool
 
+	// Issuers are upserted whole. An oct key given without k (secrets
+	// are never returned, so a read-modify-write has none) keeps the
+	// secret of the stored key of the same issuer with the same kid; the
+	// store refuses it (invalid) when there is no such key.
+	Issuers []Issuer
+	// Revocations are added to the denylist (an existing jti gets the
+	// later of the two expiries); never removed by Replace.
+	Revocations []Revocation
+	// RevokeTokensOf lists clients whose token_version is incremented
+	// (POST /v1/clients/{id}/revoke-tokens). Returns not_found for an
+	// unknown client.
+	RevokeTokensOf []string
+
 	DeleteTenants []string
 	DeleteClients []string // cascades to their API keys
 	DeleteAPIKeys []string
+	DeleteIssuers []string // "<tenant>/<name>"
 }
 
 // Empty reports whether c changes nothing.
 func (c *Changes) Empty() bool {
 	return !c.Replace && len(c.Tenants)+len(c.Clients)+len(c.APIKeys)+len(c.ReplaceKeysOf)+
-		len(c.DeleteTenants)+len(c.DeleteClients)+len(c.DeleteAPIKeys) == 0
+		len(c.Issuers)+len(c.Revocations)+len(c.RevokeTokensOf)+
+		len(c.DeleteTenants)+len(c.DeleteClients)+len(c.DeleteAPIKeys)+len(c.DeleteIssuers) == 0
 }
 
 // Changes validates the snapshot and flattens it into normalized Changes
@@ -186,6 +210,38 @@ func (s *Snapshot) changes(replace bool, prefix string) (*Changes, error) {
 			c.APIKeys = append(c.APIKeys, k)
 		}
 	}
+	seenI := make(map[string]bool, len(s.Issuers))
+	for i := range s.Issuers {
+		is := s.Issuers[i]
+		p := fmt.Sprintf("%sissuers[%d]", prefix, i)
+		if err := is.Normalize(p, true); err != nil {
+			return nil, err
+		}
+		if seenI[is.ID()] {
+			return nil, FieldError(p+".name", "duplicate issuer %q", is.ID())
+		}
+		seenI[is.ID()] = true
+		if replace && !seenT[is.Tenant] {
+			return nil, FieldError(p+".tenant", "tenant %q is not in the snapshot", is.Tenant)
+		}
+		if is.JWKS != nil { // the caller's document keeps its own key list
+			is.JWKS = &JWKS{Keys: append([]JWK(nil), is.JWKS.Keys...)}
+		}
+		c.Issuers = append(c.Issuers, is)
+	}
+	seenR := make(map[string]bool, len(s.Revocations))
+	for i := range s.Revocations {
+		r := s.Revocations[i]
+		p := fmt.Sprintf("%srevocations[%d]", prefix, i)
+		if err := r.Validate(p); err != nil {
+			return nil, err
+		}
+		if seenR[r.JTI] {
+			return nil, FieldError(p+".jti", "duplicate jti")
+		}
+		seenR[r.JTI] = true
+		c.Revocations = append(c.Revocations, r)
+	}
 	return c, nil
 }
 
@@ -210,6 +266,12 @@ func (b *ChangeBatch) Changes() (*Changes, error) {
 			return nil, err
 		}
 	}
+	for i, id := range b.Delete.Issuers {
+		if _, _, err := ParseIssuerID(id, fmt.Sprintf("delete.issuers[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	c.DeleteIssuers = b.Delete.Issuers
 	c.DeleteTenants = b.Delete.Tenants
 	c.DeleteClients = b.Delete.Clients
 	c.DeleteAPIKeys = b.Delete.APIKeys

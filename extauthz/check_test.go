@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -19,6 +20,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -84,6 +86,36 @@ func newStore(t testing.TB) (*bolt.Store, testKeys) {
 			{Client: credentials.Client{ID: "cl_globex", Tenant: "globex", Scopes: []string{"read:projects"}}, APIKeys: keyList(key("ak_globex", "globex"))},
 		},
 	}
+	// A JWT issuer of tenant acme with one Ed25519 key, and tokens it
+	// signed (valid for an hour from now, so the golden answers hold).
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Issuers = []credentials.Issuer{{Tenant: "acme", Name: "idp", Issuer: "https://idp.example", Audiences: []string{"api"},
+		Algorithms: []string{"EdDSA"}, RolesClaim: "roles",
+		JWKS: &credentials.JWKS{Keys: []credentials.JWK{{Kty: "OKP", Crv: "Ed25519", Kid: "idp-1", X: base64.RawURLEncoding.EncodeToString(pub)}}}}}
+	mint := func(extra jwt.MapClaims) string {
+		now := time.Now()
+		c := jwt.MapClaims{"iss": "https://idp.example", "aud": "api", "sub": "user-1", "iat": now.Unix(),
+			"exp": now.Add(time.Hour).Unix(), "scope": "read:projects", "roles": []string{"read"}}
+		for k, v := range extra {
+			c[k] = v
+		}
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+		tok.Header["kid"] = "idp-1"
+		s, err := tok.SignedString(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	keys["jwt"] = mint(nil)
+	keys["jwt_client"] = mint(jwt.MapClaims{"azp": "cl_acme", "sub": "service-account-acme"})
+	keys["jwt_expired"] = mint(jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix()})
+	keys["jwt_other_aud"] = mint(jwt.MapClaims{"aud": "other"})
+	keys["jwt_other_iss"] = mint(jwt.MapClaims{"iss": "https://evil.example"})
+
 	ch, err := snap.Changes(true)
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +266,17 @@ var checkCases = []checkCase{
 	{name: "deny_header_map_repeated_key", headerMap: [][2]string{{"x-api-key", "{acme}"}, {"x-api-key", "{acme}"}}, want: "invalid_api_key"},
 	{name: "allow_django_key_authorization", hdr: map[string]string{"authorization": "ApiKey {django}"}, want: "ok"},
 	{name: "allow_django_key_x_api_key", hdr: map[string]string{"x-api-key": "{django}"}, want: "ok"},
+	{name: "allow_jwt", hdr: map[string]string{"authorization": "Bearer {jwt}", "x-tenant-id": "victim"}, want: "ok"},
+	{name: "allow_jwt_keep", ext: map[string]string{"keygate.keep_jwt": "true"}, hdr: map[string]string{"authorization": "Bearer {jwt}"}, want: "ok"},
+	{name: "allow_jwt_of_client", hdr: map[string]string{"authorization": "Bearer {jwt_client}"}, want: "ok"},
+	{name: "allow_jwt_scope_and_role", ext: map[string]string{"keygate.scopes": "read:projects", "keygate.roles": "read"}, hdr: map[string]string{"authorization": "Bearer {jwt}"}, want: "ok"},
+	{name: "deny_jwt_expired", hdr: map[string]string{"authorization": "Bearer {jwt_expired}"}, want: "token_not_valid"},
+	{name: "deny_jwt_other_audience", hdr: map[string]string{"authorization": "Bearer {jwt_other_aud}"}, want: "token_not_valid"},
+	{name: "deny_jwt_unknown_issuer", hdr: map[string]string{"authorization": "Bearer {jwt_other_iss}"}, want: "token_not_valid"},
+	{name: "deny_jwt_scope_missing", ext: map[string]string{"keygate.scopes": "write:projects"}, hdr: map[string]string{"authorization": "Bearer {jwt}"}, want: "insufficient_scope"},
+	{name: "deny_jwt_tenant_mismatch", ext: map[string]string{"keygate.tenant": "globex"}, hdr: map[string]string{"authorization": "Bearer {jwt}"}, want: "forbidden"},
+	{name: "deny_jwt_not_accepted", ext: map[string]string{"keygate.methods": "apikey"}, hdr: map[string]string{"authorization": "Bearer {jwt}"}, want: "not_authenticated"},
+	{name: "deny_jwt_and_key", hdr: map[string]string{"authorization": "Bearer {jwt}", "x-api-key": "{acme}"}, want: "ambiguous_credentials"},
 	{name: "error_unknown_extension", ext: map[string]string{"keygate.scope": "read:projects"}, hdr: map[string]string{"x-api-key": "{acme}"}, want: "Internal"},
 	{name: "error_bad_extension_value", ext: map[string]string{"keygate.anonymous": "yes"}, want: "Internal"},
 	{name: "allow_other_extensions_ignored", ext: map[string]string{"virtual_host": "api", "envoy.route": "x"}, hdr: map[string]string{"x-api-key": "{acme}"}, want: "ok"},

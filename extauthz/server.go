@@ -263,6 +263,9 @@ func (s *Server) record(i int, d *credentials.Decision, start time.Time, h *head
 		zap.String("auth_method", methodNames[m]),
 		zap.Duration("latency", took),
 	}
+	if d.Issuer != "" {
+		fields = append(fields, zap.String("issuer", d.Issuer))
+	}
 	if d.Code == credentials.RateLimited {
 		fields = append(fields, zap.Duration("retry_after", d.RetryAfter))
 	}
