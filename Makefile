@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.8.2
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench load fuzz lint tools vet
+.PHONY: help build run test bench bench-jwt load fuzz lint tools vet debian-packages
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,7 +21,10 @@ build: ## build bin/keygate (static, -trimpath, version from git)
 run: build ## build and start keygate with the embedded defaults (data in ./data)
 	$(BIN)/keygate serve
 
-tools: $(BIN)/grpcurl ## install the tools the tests use (idempotent)
+tools: $(BIN)/grpcurl debian-packages ## install the tools the tests use (idempotent)
+
+debian-packages: ## install the Debian packages the interop tests use (python3-jwt, simplejwt; idempotent)
+	@scripts/install-debian-packages.sh
 
 $(BIN)/grpcurl:
 	GOBIN=$(BIN) $(GO) install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
@@ -32,9 +35,16 @@ test: tools ## every test, with the race detector (installs what the tests need)
 vet: ## go vet
 	$(GO) vet ./...
 
-bench: build ## in-process benchmarks, then the loopback load run against a no-op ext_authz server
+bench: build ## in-process benchmarks, then the loopback load runs (API key, JWT) against a no-op ext_authz server
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./credentials/ ./extauthz/ ./bolt/
 	$(BIN)/kgbench --keygate $(BIN)/keygate
+	@$(MAKE) --no-print-directory bench-jwt
+
+bench-jwt: build ## only the JWT load runs: each algorithm with the verified-token cache (repeat token) and without it
+	@set -e; for alg in HS256 RS256 ES256 EdDSA; do \
+	  $(BIN)/kgbench --keygate $(BIN)/keygate --mode jwt --alg $$alg --rounds 4; \
+	  $(BIN)/kgbench --keygate $(BIN)/keygate --mode jwt --alg $$alg --uncached --rounds 2; \
+	done
 
 load: build ## only the loopback load run (keygate vs no-op server)
 	$(BIN)/kgbench --keygate $(BIN)/keygate

@@ -41,11 +41,19 @@ type env struct {
 
 func newEnv(t *testing.T, o Options) *env {
 	t.Helper()
+	return newEnvWith(t, o, bolt.Options{})
+}
+
+// newEnvWith is newEnv with store options bo (its Logger and
+// FlushInterval are set here).
+func newEnvWith(t *testing.T, o Options, bo bolt.Options) *env {
+	t.Helper()
 	dir := t.TempDir()
 	logs := &credentialstest.LogBuffer{}
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, zapcore.DebugLevel)
 	log := zap.New(core)
-	st, err := bolt.Open(filepath.Join(dir, "keygate.db"), bolt.Options{Logger: log, FlushInterval: -1})
+	bo.Logger, bo.FlushInterval = log, -1
+	st, err := bolt.Open(filepath.Join(dir, "keygate.db"), bo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -468,7 +468,7 @@ func TestUnknownField(t *testing.T) {
 	e := newEnv(t, Options{})
 	for _, c := range []struct{ method, path, body, field string }{
 		{"PUT", "/v1/tenants/acme", `{"slug":"acme","display_nam":"x"}`, "display_nam"},
-		{"PUT", "/v1/snapshot", `{"tenants":[{"slug":"acme"}],"issuers":[]}`, "issuers"},
+		{"PUT", "/v1/snapshot", `{"tenants":[{"slug":"acme"}],"hmackeys":[]}`, "hmackeys"},
 		{"PUT", "/v1/snapshot", `{"tenants":[{"slug":"acme"}],"clients":[{"id":"cl_a","tenant":"acme","apikeys":[{"id":"ak_a","key_sha":"x"}]}]}`, "key_sha"},
 		{"POST", "/v1/changes", `{"upsert":{},"delete":{"hmackeys":["hk_a"]}}`, "hmackeys"},
 		{"POST", "/v1/clients", `{"tenant":"acme","scope":["a"]}`, "scope"},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -353,4 +354,83 @@ func (c *Client) RotateAPIKey(ctx context.Context, id string, grace time.Duratio
 		return nil, 0, err
 	}
 	return &out.NewAPIKey, out.Revision, nil
+}
+
+// ---- JWT issuers ----
+
+// PutIssuer creates or replaces issuer is (named by is.Tenant and is.Name)
+// and returns it as stored, without the secrets of its oct keys, with the
+// new revision. An oct key without K but with a Kid keeps the stored
+// secret of that key.
+func (c *Client) PutIssuer(ctx context.Context, is credentials.Issuer) (*credentials.Issuer, uint64, error) {
+	var out issuerResult
+	if err := c.call(ctx, "PUT", issuerPath(is.Tenant, is.Name), is, nil, &out); err != nil {
+		return nil, 0, err
+	}
+	return &out.Issuer, out.Revision, nil
+}
+
+// GetIssuer returns issuer name of tenant, without the secrets of its oct
+// keys.
+func (c *Client) GetIssuer(ctx context.Context, tenant, name string) (*credentials.Issuer, error) {
+	var is credentials.Issuer
+	if err := c.call(ctx, "GET", issuerPath(tenant, name), nil, nil, &is); err != nil {
+		return nil, err
+	}
+	return &is, nil
+}
+
+// ListIssuers returns the issuers of tenant, or of all tenants when tenant
+// is "", ordered by tenant and name, without the secrets of oct keys.
+func (c *Client) ListIssuers(ctx context.Context, tenant string) ([]credentials.Issuer, error) {
+	path := "/v1/issuers"
+	if tenant != "" {
+		path = "/v1/tenants/" + seg(tenant) + "/issuers"
+	}
+	var out issuerList
+	err := c.call(ctx, "GET", path, nil, nil, &out)
+	return out.Issuers, err
+}
+
+// DeleteIssuer deletes issuer name of tenant and returns the new revision.
+func (c *Client) DeleteIssuer(ctx context.Context, tenant, name string) (uint64, error) {
+	var res credentials.ApplyResult
+	err := c.call(ctx, "DELETE", issuerPath(tenant, name), nil, nil, &res)
+	return res.Revision, err
+}
+
+func issuerPath(tenant, name string) string {
+	return "/v1/tenants/" + seg(tenant) + "/issuers/" + seg(name)
+}
+
+// ---- revocations ----
+
+// Revoke adds the JWT IDs of rs to the denylist, each until its ExpiresAt,
+// in one transaction. Revoking a jti again keeps the later expiry.
+func (c *Client) Revoke(ctx context.Context, rs ...credentials.Revocation) (credentials.ApplyResult, error) {
+	var res credentials.ApplyResult
+	if len(rs) == 0 {
+		return res, errors.New("admin API: Revoke needs at least one revocation")
+	}
+	err := c.call(ctx, "POST", "/v1/revocations", revokeRequest{Revocations: rs}, nil, &res)
+	return res, err
+}
+
+// ListRevocations returns the revocations that have not expired, ordered
+// by jti.
+func (c *Client) ListRevocations(ctx context.Context) ([]credentials.Revocation, error) {
+	var out revocationList
+	err := c.call(ctx, "GET", "/v1/revocations", nil, nil, &out)
+	return out.Revocations, err
+}
+
+// RevokeTokens increments the token_version of client clientID, which
+// revokes every JWT minted for it so far, and returns the new
+// token_version and revision.
+func (c *Client) RevokeTokens(ctx context.Context, clientID string) (tokenVersion int64, rev uint64, err error) {
+	var out revokeTokensResult
+	if err := c.call(ctx, "POST", "/v1/clients/"+seg(clientID)+"/revoke-tokens", nil, nil, &out); err != nil {
+		return 0, 0, err
+	}
+	return out.TokenVersion, out.Revision, nil
 }

@@ -17,9 +17,11 @@
 //     only logged.
 //   - Secrets never leave: a generated API key is returned once, as "key",
 //     in the answer that created it; everything else shows key_sha256 only.
-//     Plaintext keys a caller submitted are scrubbed from error messages.
-//     Logs carry actors, IDs, revisions and counts, never keys, digests or
-//     tokens.
+//     The secret (k) of an issuer's oct (HS*) key is input only: no answer
+//     carries it, and a PUT of an oct key without k but with its kid keeps
+//     the stored secret. Plaintext keys and oct secrets a caller submitted
+//     are scrubbed from error messages. Logs carry actors, IDs, revisions
+//     and counts, never keys, digests, secrets or tokens.
 //   - Every write answers {"revision": N, ...} with ETag "N" and honours
 //     If-Match ("N" or N; 412 on mismatch).
 package admin

@@ -268,6 +268,7 @@ func (h *Handler) apply(r *http.Request, ch *credentials.Changes) (credentials.A
 	h.log.Log(lvl, "admin change",
 		zap.String("actor", opt.Actor),
 		zap.String("route", r.Pattern),
+		zap.String("path", r.URL.Path),
 		zap.Uint64("revision", res.Revision),
 		zap.Bool("changed", res.Changed),
 		zap.Any("summary", res.Summary))

@@ -74,6 +74,16 @@ func TestOpenAPISchemas(t *testing.T) {
 		"ClientList":      clientList{},
 		"APIKeyList":      apiKeyList{},
 		"RotateRequest":   rotateRequest{},
+
+		"Issuer":             credentials.Issuer{},
+		"JWKS":               credentials.JWKS{},
+		"JWK":                credentials.JWK{},
+		"Revocation":         credentials.Revocation{},
+		"RevokeRequest":      revokeRequest{},
+		"IssuerResult":       issuerResult{},
+		"IssuerList":         issuerList{},
+		"RevocationList":     revocationList{},
+		"RevokeTokensResult": revokeTokensResult{},
 	}
 	for name := range schemas {
 		if _, ok := types[name]; !ok && name != "Revision" {

@@ -164,6 +164,7 @@ func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+	snap.Issuers = redactedIssuers(snap.Issuers)
 	setETag(w, rev)
 	h.writeJSON(w, http.StatusOK, snap)
 	return nil
@@ -204,7 +205,7 @@ func (h *Handler) applyResult(w http.ResponseWriter, r *http.Request, ch *creden
 	return nil
 }
 
-// snapshotSecrets returns the plaintext keys in s.
+// snapshotSecrets returns the plaintext keys and oct key secrets in s.
 func snapshotSecrets(s *credentials.Snapshot) []string {
 	var out []string
 	for i := range s.Clients {
@@ -215,6 +216,9 @@ func snapshotSecrets(s *credentials.Snapshot) []string {
 				}
 			}
 		}
+	}
+	for i := range s.Issuers {
+		out = append(out, issuerSecrets(&s.Issuers[i])...)
 	}
 	return out
 }

@@ -26,6 +26,10 @@ var routes = []route{
 	{"GET", "/v1/tenants/{slug}", (*Handler).getTenant},
 	{"PUT", "/v1/tenants/{slug}", (*Handler).putTenant},
 	{"DELETE", "/v1/tenants/{slug}", (*Handler).deleteTenant},
+	{"GET", "/v1/tenants/{slug}/issuers", (*Handler).listTenantIssuers},
+	{"GET", "/v1/tenants/{slug}/issuers/{name}", (*Handler).getIssuer},
+	{"PUT", "/v1/tenants/{slug}/issuers/{name}", (*Handler).putIssuer},
+	{"DELETE", "/v1/tenants/{slug}/issuers/{name}", (*Handler).deleteIssuer},
 
 	{"GET", "/v1/clients", (*Handler).listClients},
 	{"POST", "/v1/clients", (*Handler).createClient},
@@ -34,12 +38,18 @@ var routes = []route{
 	{"DELETE", "/v1/clients/{id}", (*Handler).deleteClient},
 	{"GET", "/v1/clients/{id}/apikeys", (*Handler).listClientAPIKeys},
 	{"POST", "/v1/clients/{id}/apikeys", (*Handler).createAPIKey},
+	{"POST", "/v1/clients/{id}/revoke-tokens", (*Handler).revokeTokens},
 
 	{"GET", "/v1/apikeys", (*Handler).listAPIKeys},
 	{"GET", "/v1/apikeys/{id}", (*Handler).getAPIKey},
 	{"PUT", "/v1/apikeys/{id}", (*Handler).putAPIKey},
 	{"DELETE", "/v1/apikeys/{id}", (*Handler).deleteAPIKey},
 	{"POST", "/v1/apikeys/{id}/rotate", (*Handler).rotateAPIKey},
+
+	{"GET", "/v1/issuers", (*Handler).listIssuers},
+
+	{"GET", "/v1/revocations", (*Handler).listRevocations},
+	{"POST", "/v1/revocations", (*Handler).postRevocations},
 }
 
 // routedMethods are the methods any route uses, for the Allow header of

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -592,6 +593,28 @@ func (p *plan) checkIntegrity(upC map[string]*credentials.Client, upK map[string
 	for _, id := range slices.Sorted(maps.Keys(upI)) {
 		if t := upI[id].rec.Tenant; next.tenants[t] == nil {
 			return credentials.FieldError("issuers["+id+"].tenant", "tenant %q of issuer %q does not exist", t, id)
+		}
+	}
+	// Issuers sharing an iss value must each set tenant_claim, or a
+	// token of that IdP could not tell which tenant it belongs to (and
+	// would be accepted for whichever issuer sorts first).
+	if len(upI) > 0 {
+		byIss := map[string][]string{}
+		for id, si := range next.issuers {
+			byIss[si.rec.Issuer] = append(byIss[si.rec.Issuer], id)
+		}
+		for _, id := range slices.Sorted(maps.Keys(upI)) {
+			others := byIss[upI[id].rec.Issuer]
+			if len(others) < 2 {
+				continue
+			}
+			for _, o := range others {
+				if next.issuers[o].rec.TenantClaim == "" {
+					slices.Sort(others)
+					return credentials.FieldError("issuers["+id+"].tenant_claim",
+						"issuers %s share the iss value %q: each must set tenant_claim so a token names its tenant", strings.Join(others, ", "), upI[id].rec.Issuer)
+				}
+			}
 		}
 	}
 	if len(p.goneT) > 0 {

@@ -39,12 +39,12 @@ func octJWK(kid, secret string) credentials.JWK {
 }
 
 func edIssuer(tenant, name string) credentials.Issuer {
-	return credentials.Issuer{Tenant: tenant, Name: name, Issuer: "https://" + name + ".example", Algorithms: []string{"EdDSA"},
+	return credentials.Issuer{Tenant: tenant, Name: name, Issuer: "https://" + name + "." + tenant + ".example", Algorithms: []string{"EdDSA"},
 		Audiences: []string{"api"}, JWKS: &credentials.JWKS{Keys: []credentials.JWK{edJWK("e1", 1)}}}
 }
 
 func hsIssuer(tenant, name string, keys ...credentials.JWK) credentials.Issuer {
-	return credentials.Issuer{Tenant: tenant, Name: name, Algorithms: []string{"HS256"}, JWKS: &credentials.JWKS{Keys: keys}}
+	return credentials.Issuer{Tenant: tenant, Name: name, Issuer: "https://" + name + "." + tenant + ".example", Algorithms: []string{"HS256"}, JWKS: &credentials.JWKS{Keys: keys}}
 }
 
 // storedSecret returns the in-memory secret (K) of key i of issuer id,
@@ -816,4 +816,24 @@ func TestJWTRecordFieldsAreStored(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Issuers that share an iss value must each name their tenant through
+// tenant_claim; otherwise a token of that IdP would be accepted for
+// whichever tenant's issuer sorts first.
+func TestIssuersSharingIssNeedTenantClaim(t *testing.T) {
+	s := open(t, dbPath(t), Options{})
+	a, b := edIssuer("acme", "idp"), edIssuer("beta", "idp")
+	a.Issuer, b.Issuer = "https://shared.example", "https://shared.example"
+	mustApply(t, s, &credentials.Changes{Tenants: []credentials.Tenant{tenant("acme"), tenant("beta")}, Issuers: []credentials.Issuer{a}})
+	rev := s.Index().Revision
+	_, err := s.Apply(ctx, &credentials.Changes{Issuers: []credentials.Issuer{b}}, credentials.ApplyOptions{})
+	if wantCode(t, err, credentials.EInvalid); credentials.ErrorField(err) != "issuers[beta/idp].tenant_claim" {
+		t.Fatalf("field of %v", err)
+	}
+	if s.Index().Revision != rev {
+		t.Fatal("a refused change moved the revision")
+	}
+	a.TenantClaim, b.TenantClaim = "org", "org"
+	mustApply(t, s, &credentials.Changes{Issuers: []credentials.Issuer{a, b}})
 }

@@ -228,9 +228,8 @@ func (is *Issuer) Validate(field string, keepSecrets bool) error {
 			}
 		}
 	default:
-		if len(is.JWKS.Keys) == 0 {
-			return FieldError(join(field, "jwks.keys"), "at least one key is required")
-		}
+		// An empty key list is allowed (the SPEC's example has one): such
+		// an issuer accepts no token until keys are added.
 		if len(is.JWKS.Keys) > 100 {
 			return FieldError(join(field, "jwks.keys"), "at most 100 keys")
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,8 @@ func init() {
 		"tenant": {summary: "manage tenants", subs: tenantCmds},
 		"client": {summary: "manage clients (the principals credentials belong to)", subs: clientCmds},
 		"apikey": {summary: "manage API keys", subs: apikeyCmds},
+		"issuer": {summary: "manage JWT issuers (the identity providers a tenant trusts)", subs: issuerCmds},
+		"revoke": {summary: "revoke JWTs: one by its jti until it expires, or all of a client's", subs: revokeCmds},
 	}
 }
 
@@ -288,6 +291,7 @@ var statusCmd = subCommand{
 				{"tenants", strconv.Itoa(st.Counts.Tenants), strconv.Itoa(st.Active.Tenants)},
 				{"clients", strconv.Itoa(st.Counts.Clients), strconv.Itoa(st.Active.Clients)},
 				{"apikeys", strconv.Itoa(st.Counts.APIKeys), strconv.Itoa(st.Active.APIKeys)},
+				{"issuers", strconv.Itoa(st.Counts.Issuers), strconv.Itoa(st.Active.Issuers)},
 			}
 			return c.table(st, "WHAT\tTOTAL\tACTIVE", rows)
 		}
@@ -307,19 +311,9 @@ var applyCmd = subCommand{
 			if *file == "" {
 				return usageErr("-f FILE is required")
 			}
-			var data []byte
-			var err error
-			if *file == "-" {
-				data, err = io.ReadAll(io.LimitReader(c.stdin, 1<<30))
-			} else {
-				data, err = os.ReadFile(*file)
-			}
+			js, err := c.readDocument(*file)
 			if err != nil {
 				return err
-			}
-			js, err := yaml.YAMLToJSON(data)
-			if err != nil {
-				return fmt.Errorf("%s: %w", *file, err)
 			}
 			var im *uint64
 			if *ifMatch != "" {
@@ -344,6 +338,80 @@ var applyCmd = subCommand{
 			return nil
 		}
 	},
+}
+
+// readDocument reads a YAML or JSON document from path ("-": stdin) and
+// returns it as JSON.
+func (c *cli) readDocument(path string) ([]byte, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(c.stdin, 1<<30))
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	js, err := yamlToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return js, nil
+}
+
+// yamlToJSON converts a YAML (or JSON) document to JSON.
+//
+// YAML 1.1, which sigs.k8s.io/yaml follows, reads the unquoted keys n and
+// y as booleans, so the n of an RSA JWK and the y of an EC JWK arrive as
+// "false" and "true". In a JWK (an object with kty) those two names mean
+// nothing else, so they are renamed back.
+func yamlToJSON(data []byte) ([]byte, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Contains(js, []byte(`"kty"`)) || !bytes.Contains(js, []byte(`"true":`)) && !bytes.Contains(js, []byte(`"false":`)) {
+		return js, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	if !fixJWKMembers(doc) {
+		return js, nil
+	}
+	return json.Marshal(doc)
+}
+
+// fixJWKMembers renames "false" to "n" and "true" to "y" in every JWK
+// object in v and reports whether it renamed any.
+func fixJWKMembers(v any) bool {
+	changed := false
+	switch v := v.(type) {
+	case map[string]any:
+		if _, jwk := v["kty"]; jwk {
+			for from, to := range map[string]string{"false": "n", "true": "y"} {
+				if x, ok := v[from]; ok {
+					if _, taken := v[to]; !taken {
+						v[to] = x
+						delete(v, from)
+						changed = true
+					}
+				}
+			}
+		}
+		for _, x := range v {
+			changed = fixJWKMembers(x) || changed
+		}
+	case []any:
+		for _, x := range v {
+			changed = fixJWKMembers(x) || changed
+		}
+	}
+	return changed
 }
 
 func sortedKeys[V any](m map[string]V) []string {

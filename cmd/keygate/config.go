@@ -41,6 +41,9 @@ type Config struct {
 	MaxRequestBytes int           `json:"max_request_bytes" flag:"max-request-bytes" usage:"largest CheckRequest accepted over gRPC"`
 	MaxAdminBody    int64         `json:"max_admin_body" flag:"max-admin-body" usage:"largest admin API request body"`
 	Pprof           string        `json:"pprof" flag:"pprof" usage:"serve Go's /debug/pprof/ on the HTTP listener: true or false"`
+	JWTCacheSize    int           `json:"jwt_cache_size" flag:"jwt-cache-size" usage:"verified JWTs kept in memory (by SHA-256 of the token, until exp or the next store change); 0 turns the cache off"`
+	JWKSTimeout     time.Duration `json:"jwks_timeout" flag:"jwks-timeout" usage:"timeout of one fetch of an issuer's jwks_uri"`
+	JWKSMinRefresh  time.Duration `json:"jwks_min_refresh" flag:"jwks-min-refresh" usage:"least time between two fetches of a jwks_uri caused by tokens with an unknown kid"`
 
 	// set by load: which fields were given explicitly (for error messages)
 	configFile string
@@ -63,6 +66,9 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 15 * time.Second,
 		MaxRequestBytes: 4 << 20,
 		MaxAdminBody:    64 << 20,
+		JWTCacheSize:    credentials.DefaultJWTCacheSize,
+		JWKSTimeout:     5 * time.Second,
+		JWKSMinRefresh:  30 * time.Second,
 	}
 }
 
@@ -292,6 +298,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAdminBody < 1<<20 {
 		return bad("max-admin-body", "must be at least 1 MiB")
+	}
+	if c.JWTCacheSize < 0 || c.JWTCacheSize > 10_000_000 {
+		return bad("jwt-cache-size", "must be between 0 and 10000000")
+	}
+	if c.JWKSTimeout < 100*time.Millisecond || c.JWKSTimeout > time.Minute {
+		return bad("jwks-timeout", "must be between 100ms and 1m")
+	}
+	if c.JWKSMinRefresh < time.Second || c.JWKSMinRefresh > time.Hour {
+		return bad("jwks-min-refresh", "must be between 1s and 1h")
 	}
 	return nil
 }

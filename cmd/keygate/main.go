@@ -73,6 +73,8 @@ Usage:
   keygate tenant  create|list|get|update|disable|enable|delete
   keygate client  create|list|get|update|disable|enable|delete
   keygate apikey  create|import|list|get|rotate|disable|enable|delete
+  keygate issuer  put|list|get|delete    JWT issuers of a tenant (keys inline or from a JWKS URL)
+  keygate revoke  jti|client|list        deny a JWT by jti, or every JWT of a client
   keygate apply -f state.yaml      replace the whole store with a snapshot document
   keygate backup -o FILE           download a consistent copy of the store
   keygate version

@@ -23,6 +23,7 @@ import (
 	"github.com/keygate/keygate/credentials"
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/internal/gcgoal"
+	"github.com/keygate/keygate/jwks"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -112,7 +113,8 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	} else {
 		log.Info("admin token loaded", zap.String("from", tokenSrc))
 	}
-	if _, mkPath, created, err := masterKey(cfg); err != nil {
+	mk, mkPath, created, err := masterKey(cfg)
+	if err != nil {
 		return err
 	} else if created {
 		log.Warn("generated a dev master key; use --master-key-file in production", zap.String("path", mkPath))
@@ -145,7 +147,13 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	}
 
 	ref := &storeRef{}
-	checker := &credentials.Checker{Source: ref}
+	fetcher := jwks.New(jwks.Options{Timeout: cfg.JWKSTimeout, MinRefreshInterval: cfg.JWKSMinRefresh, Logger: log.Named("jwks")})
+	defer fetcher.Close()
+	cacheSize := cfg.JWTCacheSize
+	if cacheSize == 0 {
+		cacheSize = -1 // off
+	}
+	checker := &credentials.Checker{Source: ref, Keys: fetcher, JWTCacheSize: cacheSize}
 	authz := extauthz.NewServer(checker, extauthz.Options{
 		Default:     cfg.DefaultPolicy(),
 		Logger:      log,
@@ -193,7 +201,7 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	t0 := time.Now()
 	dbPath := filepath.Join(cfg.DataDir, "keygate.db")
 	log.Info("opening store", zap.String("path", dbPath))
-	store, err := bolt.Open(dbPath, bolt.Options{Logger: log.Named("store"), FlushInterval: cfg.FlushInterval, LockTimeout: cfg.LockTimeout})
+	store, err := bolt.Open(dbPath, bolt.Options{Logger: log.Named("store"), FlushInterval: cfg.FlushInterval, LockTimeout: cfg.LockTimeout, MasterKey: mk})
 	if err != nil {
 		gs.Stop()
 		httpSrv.Close()
@@ -204,6 +212,11 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	ref.p.Store(store)
 	st, _ := store.Status(ctx)
 	log.Info("store loaded", zap.Uint64("revision", st.Revision), zap.Int("apikeys", st.Active.APIKeys), zap.Duration("took", time.Since(t0)))
+	warnIssuers(ctx, store, log)
+
+	// Keys of jwks_uri issuers are fetched in the background; Checks
+	// never wait for them except on an unknown kid (rate-limited).
+	goServe("jwks", func() error { fetcher.Run(ctx, ref); return nil })
 
 	adminSrv := &http.Server{
 		Handler:           admin.NewHandler(store, admin.Options{Token: token, Logger: log.Named("admin"), MaxBody: cfg.MaxAdminBody}),
@@ -327,5 +340,19 @@ func storeCollectors(ref *storeRef) []prometheus.Collector {
 		active("apikeys", func(c credentials.Counts) int { return c.APIKeys }),
 		active("hmackeys", func(c credentials.Counts) int { return c.HMACKeys }),
 		active("issuers", func(c credentials.Counts) int { return c.Issuers }),
+	}
+}
+
+// warnIssuers logs the issuers whose tokens are accepted for any
+// audience (SPEC §7: a warning at load).
+func warnIssuers(ctx context.Context, store credentials.Store, log *zap.Logger) {
+	list, err := store.Issuers(ctx, "")
+	if err != nil {
+		return
+	}
+	for _, is := range list {
+		if len(is.Audiences) == 0 && !is.Disabled {
+			log.Warn("issuer has no audiences: tokens for any aud are accepted", zap.String("issuer", is.ID()))
+		}
 	}
 }
