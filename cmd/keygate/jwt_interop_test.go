@@ -391,3 +391,44 @@ issuers:
 		t.Errorf("20 unknown kids caused %d fetches within --jwks-min-refresh", n)
 	}
 }
+
+// TestMasterKeyRefusal: a store that holds an encrypted HS256 key does
+// not start without its master key, or with another one.
+func TestMasterKeyRefusal(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	kg := startKeygate(t, dataDir)
+	kg.applyState(t, fmt.Sprintf(`
+tenants: [{slug: acme-corp}]
+issuers:
+  - {tenant: acme-corp, name: django, algorithms: [HS256], jwks: {keys: [{kty: oct, k: %q}]}}
+`, base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("s", 40)))))
+	if err := kg.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "other.key")
+	if err := os.WriteFile(other, []byte(base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(filepath.Join(dataDir, "master.key"), filepath.Join(dataDir, "master.key.moved"))
+	missing := filepath.Join(t.TempDir(), "missing.key")
+	for _, c := range []struct{ flag, want string }{
+		{other, "the master key does not match"},
+		{missing, "master key file"},
+	} {
+		out, err := exec.Command(keygateBin, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+			"--admin-addr", "127.0.0.1:0", "--data-dir", dataDir, "--master-key-file", c.flag).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("--master-key-file %s: exit %v, want 1; output:\n%s", c.flag, err, out)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("--master-key-file %s: output lacks %q:\n%s", c.flag, c.want, out)
+		}
+	}
+	// Without --master-key-file keygate would generate a new dev key:
+	// that key does not match either, so it still refuses.
+	out, err := exec.Command(keygateBin, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0", "--data-dir", dataDir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the master key does not match") {
+		t.Errorf("with a fresh dev key: %v\n%s", err, out)
+	}
+}
