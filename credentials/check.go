@@ -151,7 +151,10 @@ func (c *Checker) Check(ctx context.Context, r *Request) (Decision, error) {
 	// decoded; API keys (no dots) never pay for the digest.
 	var tc *tokenCache
 	var sum [32]byte
-	if strings.IndexByte(key, '.') >= 0 {
+	// A JWT counts only as Authorization: Bearer (SPEC §3); a JWT-shaped
+	// value anywhere else is an API key (and fails as one).
+	bearer := src == FromAuthorization && len(r.Authorization) > 7 && strings.EqualFold(r.Authorization[:7], "bearer ")
+	if bearer && strings.IndexByte(key, '.') >= 0 {
 		if tc = c.tokenCacheFor(idx); tc != nil {
 			sum = tokenSum(key)
 			if e := tc.get(&sum); e != nil {
@@ -165,7 +168,7 @@ func (c *Checker) Check(ctx context.Context, r *Request) (Decision, error) {
 			}
 		}
 	}
-	if isJWT(key) {
+	if bearer && isJWT(key) {
 		d.Method = MethodJWT
 		if p.Methods&MethodJWT == 0 {
 			d.Code, d.Reason = NotAuthenticated, "jwt not accepted on this route"

@@ -131,6 +131,11 @@ func parseJWK(j *JWK) (*verifyKey, error) {
 	default:
 		return nil, fmt.Errorf("kty %q is not RSA, EC, OKP or oct", j.Kty)
 	}
+	if j.Alg != "" && algFamilies[j.Alg] != k.family {
+		// Such a key would verify nothing: refuse it rather than keep a
+		// key that only looks usable.
+		return nil, fmt.Errorf("alg %s does not fit a %s key", j.Alg, k.family)
+	}
 	return k, nil
 }
 
@@ -179,8 +184,9 @@ func (ks *KeySet) Kids() []string {
 const maxKeysWithoutKid = 4
 
 // candidates returns the keys of ks that may verify a token with alg and
-// kid: the keys with that kid, or (no kid) up to maxKeysWithoutKid keys
-// of the algorithm's family.
+// kid: the keys with that kid, or (no kid) the keys of the algorithm's
+// family; at most maxKeysWithoutKid either way, so no token costs more
+// than four signature checks.
 func (ks *KeySet) candidates(alg, kid string, out []any) []any {
 	if ks == nil {
 		return out
@@ -190,7 +196,7 @@ func (ks *KeySet) candidates(alg, kid string, out []any) []any {
 			continue
 		}
 		out = append(out, k.key)
-		if kid == "" && len(out) == maxKeysWithoutKid {
+		if len(out) == maxKeysWithoutKid { // also bounds a JWKS full of one kid
 			break
 		}
 	}

@@ -18,9 +18,13 @@ import (
 // and the algorithm is checked against the issuer's allowlist in the key
 // function, before any signature is computed. WithValidMethods here
 // refuses "none" and anything golang-jwt would otherwise look up.
+// WithStrictDecoding refuses base64url with non-zero trailing bits, so a
+// token has one spelling (else a signature's last character can be
+// changed and the token still verifies, under another cache key).
 var jwtParser = jwt.NewParser(
 	jwt.WithValidMethods(SupportedAlgorithms),
 	jwt.WithJSONNumber(),
+	jwt.WithStrictDecoding(),
 	jwt.WithoutClaimsValidation(),
 )
 
@@ -153,7 +157,9 @@ func (c *Checker) verifyJWT(ctx context.Context, idx *Index, tok string, t time.
 	if err := jwt.NewValidator(opts...).Validate(claims); err != nil {
 		return nil, "invalid claims: " + jwtReason(err), nil
 	}
-	if _, err := claims.GetAudience(); err != nil {
+	// golang-jwt reads an aud of another type (a number, an object) as
+	// no audience, which passes when the issuer checks none.
+	if !audOK(claims) {
 		return nil, "aud is neither a string nor an array of strings", nil
 	}
 	for i := range is.req {
@@ -236,6 +242,26 @@ func (c *Checker) verifyJWT(ctx context.Context, idx *Index, tok string, t time.
 	}
 	e.Identity.Scopes = strings.Join(e.client.Scopes, " ")
 	return e, "", nil
+}
+
+// audOK reports whether aud is absent, a string or an array of strings.
+func audOK(claims jwt.MapClaims) bool {
+	v, ok := claims["aud"]
+	if !ok {
+		return true
+	}
+	switch v := v.(type) {
+	case string:
+		return true
+	case []any:
+		for _, a := range v {
+			if _, ok := a.(string); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // matchIssuer returns the active issuer of the token's iss. Several

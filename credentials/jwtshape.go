@@ -56,11 +56,12 @@ func decodeJOSEHeader(seg string) (h joseHeader, ok bool) {
 	if json.Unmarshal(buf[:n], &obj) != nil || obj == nil {
 		return h, false
 	}
-	if raw, ok := obj["alg"]; ok && json.Unmarshal(raw, &h.Alg) != nil {
+	// json.Unmarshal of null into a string is no error: refuse it here.
+	if raw, ok := obj["alg"]; ok && (string(raw) == "null" || json.Unmarshal(raw, &h.Alg) != nil) {
 		return h, false
 	}
 	if raw, ok := obj["kid"]; ok {
-		if json.Unmarshal(raw, &h.Kid) != nil {
+		if string(raw) == "null" || json.Unmarshal(raw, &h.Kid) != nil {
 			return h, false
 		}
 		h.HasKid = true
