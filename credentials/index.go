@@ -186,6 +186,8 @@ type IndexData struct {
 	Tenants  []Tenant
 	Clients  []Client
 	APIKeys  []APIKey
+	// HMACKeys carry their secrets (decrypted by the store).
+	HMACKeys []HMACKey
 	// Issuers carry their oct keys' secrets (decrypted by the store).
 	Issuers []Issuer
 	// Revocations may include expired entries; the index skips them.

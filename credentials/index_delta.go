@@ -21,6 +21,11 @@ type IndexDelta struct {
 	// changed (only its ID and digest are read), so that a digest a key
 	// no longer has leaves the index.
 	Removed []APIKey
+	// HMACKeys are the HMAC keys added or changed (with their secrets);
+	// DeleteHMACKeys names removed ones (keys of a removed client leave
+	// with it).
+	HMACKeys       []HMACKey
+	DeleteHMACKeys []string
 	// Issuers are the issuers added or changed (with their oct keys'
 	// secrets); DeleteIssuers names removed ones ("<tenant>/<name>").
 	Issuers       []Issuer

@@ -81,16 +81,22 @@ type Snapshot struct {
 // SnapshotClient is a client with, optionally, its API keys. A nil APIKeys
 // leaves the client's keys as they are (in a change batch); a non-nil one
 // replaces them.
+//
+// HMACKeys work the same way for the client's HMAC keys. A secret left
+// out of an HMAC key keeps the stored one (secrets are never returned, so
+// an exported snapshot has none).
 type SnapshotClient struct {
 	Client
-	APIKeys *[]APIKey `json:"apikeys,omitempty"`
+	APIKeys  *[]APIKey  `json:"apikeys,omitempty"`
+	HMACKeys *[]HMACKey `json:"hmackeys,omitempty"`
 }
 
 // Deletes lists what a change batch deletes, by ID.
 type Deletes struct {
-	Tenants []string `json:"tenants,omitempty"`
-	Clients []string `json:"clients,omitempty"`
-	APIKeys []string `json:"apikeys,omitempty"`
+	Tenants  []string `json:"tenants,omitempty"`
+	Clients  []string `json:"clients,omitempty"`
+	APIKeys  []string `json:"apikeys,omitempty"`
+	HMACKeys []string `json:"hmackeys,omitempty"`
 	// Issuers are "<tenant>/<name>".
 	Issuers []string `json:"issuers,omitempty"`
 }
@@ -114,6 +120,14 @@ type Changes struct {
 	APIKeys []APIKey
 	// ReplaceKeysOf lists clients whose keys not named in APIKeys are deleted.
 	ReplaceKeysOf []string
+	// HMACKeys are upserted whole; one without Secret keeps the stored
+	// secret (the store refuses it as invalid when there is none). A
+	// tenant has at most one enabled timestamp-body key (invalid
+	// otherwise).
+	HMACKeys []HMACKey
+	// ReplaceHMACKeysOf lists clients whose HMAC keys not named in
+	// HMACKeys are deleted.
+	ReplaceHMACKeysOf []string
 	// Create requires the upserted clients and API keys not to exist yet
 	// (a POST on a collection): the store refuses with conflict otherwise,
 	// checked in the same transaction as the write.
@@ -132,17 +146,18 @@ type Changes struct {
 	// unknown client.
 	RevokeTokensOf []string
 
-	DeleteTenants []string
-	DeleteClients []string // cascades to their API keys
-	DeleteAPIKeys []string
-	DeleteIssuers []string // "<tenant>/<name>"
+	DeleteTenants  []string
+	DeleteClients  []string // cascades to their API keys
+	DeleteAPIKeys  []string
+	DeleteHMACKeys []string
+	DeleteIssuers  []string // "<tenant>/<name>"
 }
 
 // Empty reports whether c changes nothing.
 func (c *Changes) Empty() bool {
 	return !c.Replace && len(c.Tenants)+len(c.Clients)+len(c.APIKeys)+len(c.ReplaceKeysOf)+
-		len(c.Issuers)+len(c.Revocations)+len(c.RevokeTokensOf)+
-		len(c.DeleteTenants)+len(c.DeleteClients)+len(c.DeleteAPIKeys)+len(c.DeleteIssuers) == 0
+		len(c.HMACKeys)+len(c.ReplaceHMACKeysOf)+len(c.Issuers)+len(c.Revocations)+len(c.RevokeTokensOf)+
+		len(c.DeleteTenants)+len(c.DeleteClients)+len(c.DeleteAPIKeys)+len(c.DeleteHMACKeys)+len(c.DeleteIssuers) == 0
 }
 
 // Changes validates the snapshot and flattens it into normalized Changes
@@ -186,6 +201,24 @@ func (s *Snapshot) changes(replace bool, prefix string) (*Changes, error) {
 			return nil, FieldError(p+".tenant", "tenant %q is not in the snapshot", cl.Tenant)
 		}
 		c.Clients = append(c.Clients, cl)
+		if sc.HMACKeys != nil {
+			c.ReplaceHMACKeysOf = append(c.ReplaceHMACKeysOf, cl.ID)
+			for j, k := range *sc.HMACKeys {
+				kp := fmt.Sprintf("%s.hmackeys[%d]", p, j)
+				if k.ClientID != "" && k.ClientID != cl.ID {
+					return nil, FieldError(kp+".client_id", "key nested under client %q names client %q", cl.ID, k.ClientID)
+				}
+				k.ClientID = cl.ID
+				if err := k.Normalize(kp, true); err != nil {
+					return nil, err
+				}
+				if seenK[k.ID] {
+					return nil, FieldError(kp+".id", "duplicate HMAC key %q", k.ID)
+				}
+				seenK[k.ID] = true
+				c.HMACKeys = append(c.HMACKeys, k)
+			}
+		}
 		if sc.APIKeys == nil {
 			continue
 		}
@@ -266,6 +299,12 @@ func (b *ChangeBatch) Changes() (*Changes, error) {
 			return nil, err
 		}
 	}
+	for i, id := range b.Delete.HMACKeys {
+		if err := ValidateID(HMACKeyPrefix, id, fmt.Sprintf("delete.hmackeys[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	c.DeleteHMACKeys = b.Delete.HMACKeys
 	for i, id := range b.Delete.Issuers {
 		if _, _, err := ParseIssuerID(id, fmt.Sprintf("delete.issuers[%d]", i)); err != nil {
 			return nil, err

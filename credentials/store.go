@@ -35,6 +35,11 @@ type Store interface {
 	APIKey(ctx context.Context, id string) (*APIKey, error)
 	// APIKeys returns the keys of client ("" for all), ordered by ID.
 	APIKeys(ctx context.Context, clientID string) ([]APIKey, error)
+	// HMACKey returns HMAC key id without its secret. Returns not_found.
+	HMACKey(ctx context.Context, id string) (*HMACKey, error)
+	// HMACKeys returns the HMAC keys of client ("" for all) without
+	// secrets, ordered by ID.
+	HMACKeys(ctx context.Context, clientID string) ([]HMACKey, error)
 	// Issuer returns issuer name of tenant, without secrets (the K of
 	// its oct keys is empty). Returns not_found.
 	Issuer(ctx context.Context, tenant, name string) (*Issuer, error)
