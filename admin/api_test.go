@@ -470,7 +470,9 @@ func TestUnknownField(t *testing.T) {
 		{"PUT", "/v1/tenants/acme", `{"slug":"acme","display_nam":"x"}`, "display_nam"},
 		{"PUT", "/v1/snapshot", `{"tenants":[{"slug":"acme"}],"hmackeys":[]}`, "hmackeys"},
 		{"PUT", "/v1/snapshot", `{"tenants":[{"slug":"acme"}],"clients":[{"id":"cl_a","tenant":"acme","apikeys":[{"id":"ak_a","key_sha":"x"}]}]}`, "key_sha"},
-		{"POST", "/v1/changes", `{"upsert":{},"delete":{"hmackeys":["hk_a"]}}`, "hmackeys"},
+		{"POST", "/v1/changes", `{"upsert":{},"delete":{"hmackey":["hk_a"]}}`, "hmackey"},
+		{"POST", "/v1/clients/cl_a/hmackeys", `{"secrets":"c2VjcmV0"}`, "secrets"},
+		{"PUT", "/v1/hmackeys/hk_a", `{"client_id":"cl_a","key":"x"}`, "key"},
 		{"POST", "/v1/clients", `{"tenant":"acme","scope":["a"]}`, "scope"},
 		{"POST", "/v1/apikeys/ak_x/rotate", `{"grace":"1h","when":"now"}`, "when"},
 	} {

@@ -356,6 +356,72 @@ func (c *Client) RotateAPIKey(ctx context.Context, id string, grace time.Duratio
 	return &out.NewAPIKey, out.Revision, nil
 }
 
+// ---- HMAC keys ----
+
+// CreateHMACKey creates an HMAC key of client clientID. Without k.Secret
+// the server generates a secret (credentials.GeneratedHMACSecret bytes)
+// and returns it, once, as Secret (standard base64); with k.Secret set the
+// key is imported and its secret is not returned. An empty k.ID means a
+// generated ID; an empty k.Scheme means rfc9421.
+func (c *Client) CreateHMACKey(ctx context.Context, clientID string, k credentials.HMACKey) (*credentials.HMACKey, uint64, error) {
+	var out hmacKeyResult
+	if err := c.call(ctx, "POST", "/v1/clients/"+seg(clientID)+"/hmackeys", k, nil, &out); err != nil {
+		return nil, 0, err
+	}
+	return &out.HMACKey, out.Revision, nil
+}
+
+// GetHMACKey returns HMAC key id, without its secret.
+func (c *Client) GetHMACKey(ctx context.Context, id string) (*credentials.HMACKey, error) {
+	var k credentials.HMACKey
+	if err := c.call(ctx, "GET", "/v1/hmackeys/"+seg(id), nil, nil, &k); err != nil {
+		return nil, err
+	}
+	return &k, nil
+}
+
+// ListHMACKeys returns the HMAC keys of client clientID, or all HMAC keys
+// when clientID is "", ordered by ID and without secrets.
+func (c *Client) ListHMACKeys(ctx context.Context, clientID string) ([]credentials.HMACKey, error) {
+	path := "/v1/hmackeys"
+	if clientID != "" {
+		path = "/v1/clients/" + seg(clientID) + "/hmackeys"
+	}
+	var out hmacKeyList
+	err := c.call(ctx, "GET", path, nil, nil, &out)
+	return out.HMACKeys, err
+}
+
+// PutHMACKey creates or replaces HMAC key k and returns it as stored,
+// without its secret, with the new revision. A new key needs ClientID and
+// Secret; an existing key keeps its stored secret when k.Secret is empty
+// (e.g. to disable it or change its scopes).
+func (c *Client) PutHMACKey(ctx context.Context, k credentials.HMACKey) (*credentials.HMACKey, uint64, error) {
+	var out hmacKeyResult
+	if err := c.call(ctx, "PUT", "/v1/hmackeys/"+seg(k.ID), k, nil, &out); err != nil {
+		return nil, 0, err
+	}
+	return &out.HMACKey, out.Revision, nil
+}
+
+// DeleteHMACKey deletes HMAC key id and returns the new revision.
+func (c *Client) DeleteHMACKey(ctx context.Context, id string) (uint64, error) {
+	var res credentials.ApplyResult
+	err := c.call(ctx, "DELETE", "/v1/hmackeys/"+seg(id), nil, nil, &res)
+	return res.Revision, err
+}
+
+// RotateHMACKey gives HMAC key id a new generated secret (same ID, so
+// clients keep their keyid; the old secret stops working at once) and
+// returns the key with the new secret, once, as Secret.
+func (c *Client) RotateHMACKey(ctx context.Context, id string) (*credentials.HMACKey, uint64, error) {
+	var out hmacKeyResult
+	if err := c.call(ctx, "POST", "/v1/hmackeys/"+seg(id)+"/rotate", nil, nil, &out); err != nil {
+		return nil, 0, err
+	}
+	return &out.HMACKey, out.Revision, nil
+}
+
 // ---- JWT issuers ----
 
 // PutIssuer creates or replaces issuer is (named by is.Tenant and is.Name)

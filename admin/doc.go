@@ -17,10 +17,13 @@
 //     only logged.
 //   - Secrets never leave: a generated API key is returned once, as "key",
 //     in the answer that created it; everything else shows key_sha256 only.
-//     The secret (k) of an issuer's oct (HS*) key is input only: no answer
-//     carries it, and a PUT of an oct key without k but with its kid keeps
-//     the stored secret. Plaintext keys and oct secrets a caller submitted
-//     are scrubbed from error messages. Logs carry actors, IDs, revisions
+//     A generated HMAC secret is returned once, as "secret", by the create
+//     or rotate that generated it; otherwise HMAC secrets are input only,
+//     and a PUT (or snapshot) of an HMAC key without a secret keeps the
+//     stored one. The secret (k) of an issuer's oct (HS*) key is input
+//     only: no answer carries it, and a PUT of an oct key without k but
+//     with its kid keeps the stored secret. Plaintext keys, HMAC secrets
+//     and oct secrets a caller submitted are scrubbed from error messages. Logs carry actors, IDs, revisions
 //     and counts, never keys, digests, secrets or tokens.
 //   - Every write answers {"revision": N, ...} with ETag "N" and honours
 //     If-Match ("N" or N; 412 on mismatch).

@@ -75,6 +75,10 @@ func TestOpenAPISchemas(t *testing.T) {
 		"APIKeyList":      apiKeyList{},
 		"RotateRequest":   rotateRequest{},
 
+		"HMACKey":       credentials.HMACKey{},
+		"HMACKeyResult": hmacKeyResult{},
+		"HMACKeyList":   hmacKeyList{},
+
 		"Issuer":             credentials.Issuer{},
 		"JWKS":               credentials.JWKS{},
 		"JWK":                credentials.JWK{},

@@ -163,6 +163,10 @@ func (h *Handler) getSnapshot(w http.ResponseWriter, r *http.Request) error {
 				(*ks)[j].Key = ""
 			}
 		}
+		if ks := snap.Clients[i].HMACKeys; ks != nil {
+			r := redactedHMACKeys(*ks)
+			snap.Clients[i].HMACKeys = &r
+		}
 	}
 	snap.Issuers = redactedIssuers(snap.Issuers)
 	setETag(w, rev)
@@ -205,10 +209,14 @@ func (h *Handler) applyResult(w http.ResponseWriter, r *http.Request, ch *creden
 	return nil
 }
 
-// snapshotSecrets returns the plaintext keys and oct key secrets in s.
+// snapshotSecrets returns the plaintext keys, HMAC secrets and oct key
+// secrets in s.
 func snapshotSecrets(s *credentials.Snapshot) []string {
 	var out []string
 	for i := range s.Clients {
+		if ks := s.Clients[i].HMACKeys; ks != nil {
+			out = append(out, hmacSecrets(*ks)...)
+		}
 		if ks := s.Clients[i].APIKeys; ks != nil {
 			for _, k := range *ks {
 				if k.Key != "" {

@@ -38,6 +38,8 @@ var routes = []route{
 	{"DELETE", "/v1/clients/{id}", (*Handler).deleteClient},
 	{"GET", "/v1/clients/{id}/apikeys", (*Handler).listClientAPIKeys},
 	{"POST", "/v1/clients/{id}/apikeys", (*Handler).createAPIKey},
+	{"GET", "/v1/clients/{id}/hmackeys", (*Handler).listClientHMACKeys},
+	{"POST", "/v1/clients/{id}/hmackeys", (*Handler).createHMACKey},
 	{"POST", "/v1/clients/{id}/revoke-tokens", (*Handler).revokeTokens},
 
 	{"GET", "/v1/apikeys", (*Handler).listAPIKeys},
@@ -45,6 +47,12 @@ var routes = []route{
 	{"PUT", "/v1/apikeys/{id}", (*Handler).putAPIKey},
 	{"DELETE", "/v1/apikeys/{id}", (*Handler).deleteAPIKey},
 	{"POST", "/v1/apikeys/{id}/rotate", (*Handler).rotateAPIKey},
+
+	{"GET", "/v1/hmackeys", (*Handler).listHMACKeys},
+	{"GET", "/v1/hmackeys/{id}", (*Handler).getHMACKey},
+	{"PUT", "/v1/hmackeys/{id}", (*Handler).putHMACKey},
+	{"DELETE", "/v1/hmackeys/{id}", (*Handler).deleteHMACKey},
+	{"POST", "/v1/hmackeys/{id}/rotate", (*Handler).rotateHMACKey},
 
 	{"GET", "/v1/issuers", (*Handler).listIssuers},
 

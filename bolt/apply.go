@@ -134,8 +134,10 @@ type plan struct {
 
 	putI      []*storedIssuer // ordered by ID
 	goneI     []string
-	sealedNew bool   // putI holds a newly sealed secret
-	keyCheck  []byte // the master key check, written with the first sealed secret
+	putH      []*storedHMACKey // ordered by ID
+	goneH     []string         // explicit, cascaded from clients, or by Replace
+	sealedNew bool             // putI or putH holds a newly sealed secret
+	keyCheck  []byte           // the master key check, written with the first sealed secret
 
 	putR []*credentials.Revocation // added or extended, ordered by jti
 	allR []credentials.Revocation  // Replace: the stored unexpired revocations
@@ -192,15 +194,17 @@ func (p *plan) indexData() credentials.IndexData {
 // delta returns the change of the plan to the index.
 func (p *plan) delta() *credentials.IndexDelta {
 	d := &credentials.IndexDelta{
-		Revision:      p.next.rev,
-		DeleteTenants: p.goneT,
-		DeleteClients: p.goneC,
-		DeleteIssuers: p.goneI,
-		Tenants:       make([]credentials.Tenant, len(p.putT)),
-		Clients:       make([]credentials.Client, 0, len(p.putC)+len(p.revC)),
-		APIKeys:       make([]credentials.APIKey, len(p.putK)),
-		Issuers:       make([]credentials.Issuer, len(p.putI)),
-		Revocations:   make([]credentials.Revocation, len(p.putR)),
+		Revision:       p.next.rev,
+		DeleteTenants:  p.goneT,
+		DeleteClients:  p.goneC,
+		DeleteIssuers:  p.goneI,
+		DeleteHMACKeys: p.goneH,
+		Tenants:        make([]credentials.Tenant, len(p.putT)),
+		Clients:        make([]credentials.Client, 0, len(p.putC)+len(p.revC)),
+		APIKeys:        make([]credentials.APIKey, len(p.putK)),
+		Issuers:        make([]credentials.Issuer, len(p.putI)),
+		HMACKeys:       make([]credentials.HMACKey, len(p.putH)),
+		Revocations:    make([]credentials.Revocation, len(p.putR)),
 	}
 	for i, t := range p.putT {
 		d.Tenants[i] = *t
@@ -213,6 +217,9 @@ func (p *plan) delta() *credentials.IndexDelta {
 	}
 	for i, si := range p.putI {
 		d.Issuers[i] = si.rec
+	}
+	for i, sk := range p.putH {
+		d.HMACKeys[i] = sk.rec
 	}
 	for i, r := range p.putR {
 		d.Revocations[i] = *r
@@ -231,7 +238,7 @@ func (p *plan) delta() *credentials.IndexDelta {
 
 func (p *plan) changed() bool {
 	return len(p.putT)+len(p.goneT)+len(p.putC)+len(p.goneC)+len(p.putK)+len(p.goneK)+
-		len(p.putI)+len(p.goneI)+len(p.putR)+len(p.revoked) > 0
+		len(p.putI)+len(p.goneI)+len(p.putH)+len(p.goneH)+len(p.putR)+len(p.revoked) > 0
 }
 
 func (p *plan) summary() map[string]map[string]int {
@@ -253,6 +260,8 @@ func (p *plan) summary() map[string]map[string]int {
 	add("apikeys", "deleted", len(p.goneK))
 	add("issuers", "upserted", len(p.putI))
 	add("issuers", "deleted", len(p.goneI))
+	add("hmackeys", "upserted", len(p.putH))
+	add("hmackeys", "deleted", len(p.goneH))
 	add("revocations", "added", len(p.putR))
 	add("token_versions", "incremented", len(p.revoked))
 	return m
@@ -276,6 +285,8 @@ func (p *plan) ids() map[string][]string {
 	add("apikeys.deleted", idsOf(p.goneK, func(g keyRef) string { return g.id }))
 	add("issuers.upserted", idsOf(p.putI, func(si *storedIssuer) string { return si.rec.ID() }))
 	add("issuers.deleted", p.goneI)
+	add("hmackeys.upserted", hmacIDs(p.putH))
+	add("hmackeys.deleted", p.goneH)
 	add("revocations.added", idsOf(p.putR, func(r *credentials.Revocation) string { return r.JTI }))
 	add("token_versions.incremented", p.revoked)
 	return m
@@ -314,7 +325,7 @@ func alreadyExists(kind, id string) error {
 // secrets with seal (nil: no master key). It does not modify old.
 func makePlan(old *state, ch *credentials.Changes, now time.Time, seal *sealer, tx *bbolt.Tx) (*plan, error) {
 	get := recordReader(tx)
-	p := &plan{old: old, next: &state{tenants: old.tenants, clients: old.clients, issuers: old.issuers}, prevK: map[string]*credentials.APIKey{}}
+	p := &plan{old: old, next: &state{tenants: old.tenants, clients: old.clients, issuers: old.issuers, hmacKeys: old.hmacKeys}, prevK: map[string]*credentials.APIKey{}}
 	if seal != nil {
 		p.keyCheck = seal.check
 	}
@@ -571,10 +582,17 @@ func makePlan(old *state, ch *credentials.Changes, now time.Time, seal *sealer, 
 	if err != nil {
 		return nil, err
 	}
+	upH, err := p.planHMACKeys(ch, now, seal, goneC)
+	if err != nil {
+		return nil, err
+	}
 	if err := p.planRevocations(ch, now, tx); err != nil {
 		return nil, err
 	}
 	if err := p.checkIntegrity(upC, upK, upI, goneK, explicitT); err != nil {
+		return nil, err
+	}
+	if err := p.checkHMACIntegrity(upH); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -736,6 +754,17 @@ func (p *plan) write(tx *bbolt.Tx, entry *credentials.AuditEntry) error {
 	if err := p.writeJWT(tx); err != nil {
 		return err
 	}
+	if err := p.writeHMACKeys(tx); err != nil {
+		return err
+	}
+	if p.sealedNew {
+		m := tx.Bucket(bucketMeta)
+		if m.Get(metaKeyCheck) == nil {
+			if err := m.Put(metaKeyCheck, p.keyCheck); err != nil {
+				return err
+			}
+		}
+	}
 	for _, g := range p.goneK {
 		if err := bk.Delete([]byte(g.id)); err != nil {
 			return err
@@ -840,9 +869,8 @@ func sameKey(a, b *credentials.APIKey) bool {
 		(a.ExpiresAt == nil) == (b.ExpiresAt == nil) && (a.ExpiresAt == nil || a.ExpiresAt.Equal(*b.ExpiresAt))
 }
 
-// writeJWT stores the issuer and revocation changes of p in tx, prunes
-// the expired revocations, and writes the master key check with the first
-// sealed secret. The buckets are created if the file predates them.
+// writeJWT stores the issuer and revocation changes of p in tx and prunes
+// the expired revocations. The buckets are created if the file predates them.
 func (p *plan) writeJWT(tx *bbolt.Tx) error {
 	if len(p.putI)+len(p.goneI) > 0 {
 		b, err := tx.CreateBucketIfNotExists(bucketIssuers)
@@ -858,14 +886,6 @@ func (p *plan) writeJWT(tx *bbolt.Tx) error {
 				return err
 			}
 			if err := b.Put([]byte(si.rec.ID()), data); err != nil {
-				return err
-			}
-		}
-	}
-	if p.sealedNew {
-		m := tx.Bucket(bucketMeta)
-		if m.Get(metaKeyCheck) == nil {
-			if err := m.Put(metaKeyCheck, p.keyCheck); err != nil {
 				return err
 			}
 		}

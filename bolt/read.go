@@ -212,8 +212,10 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 }
 
 // Export returns the whole state as a snapshot document: tenants by slug,
-// clients by ID with their keys (digests, no last use) nested and ordered
-// by ID, issuers by tenant and name without secrets (an oct key without k
+// clients by ID with their API keys (digests, no last use) nested and
+// ordered by ID, and their HMAC keys (without secrets: applied, they keep
+// the stored ones) nested and ordered by ID when they have any (nil when
+// none), issuers by tenant and name without secrets (an oct key without k
 // keeps its stored secret when applied), and the revocations that have
 // not expired, by jti. Applied with Snapshot.Changes(true) it changes
 // nothing.
@@ -250,13 +252,18 @@ func (s *Store) Export(ctx context.Context) (*credentials.Snapshot, error) {
 		c.ClientID = ""
 		byClient[k.ClientID] = append(byClient[k.ClientID], c)
 	}
+	hmacByClient := hmacKeysByClient(st)
 	for _, id := range slices.Sorted(maps.Keys(st.clients)) {
 		keys := byClient[id]
 		if keys == nil {
 			keys = []credentials.APIKey{}
 		}
 		slices.SortFunc(keys, func(a, b credentials.APIKey) int { return cmp.Compare(a.ID, b.ID) })
-		snap.Clients = append(snap.Clients, credentials.SnapshotClient{Client: copyClient(st.clients[id]), APIKeys: &keys})
+		sc := credentials.SnapshotClient{Client: copyClient(st.clients[id]), APIKeys: &keys}
+		if hk := hmacByClient[id]; len(hk) > 0 {
+			sc.HMACKeys = &hk
+		}
+		snap.Clients = append(snap.Clients, sc)
 	}
 	snap.Issuers = issuersOf(st, "")
 	snap.Revocations = revs
@@ -273,10 +280,11 @@ func (s *Store) Status(ctx context.Context) (credentials.Status, error) {
 	return credentials.Status{
 		Revision: st.rev,
 		Counts: credentials.Counts{
-			Tenants: len(st.tenants),
-			Clients: len(st.clients),
-			APIKeys: st.idx.Len(),
-			Issuers: len(st.issuers),
+			Tenants:  len(st.tenants),
+			Clients:  len(st.clients),
+			APIKeys:  st.idx.Len(),
+			HMACKeys: len(st.hmacKeys),
+			Issuers:  len(st.issuers),
 		},
 		Active:  st.idx.Counts,
 		Updated: st.updated,

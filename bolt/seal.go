@@ -10,8 +10,9 @@ import (
 	"fmt"
 )
 
-// Encryption at rest of recoverable secrets (oct JWK secrets of issuers;
-// HMAC key secrets use the same helpers with their own associated data).
+// Encryption at rest of recoverable secrets (the secrets of issuers' oct
+// JWKs and of HMAC keys), and the master key check. RotateMasterKey
+// (rotate.go) re-seals them under another key.
 //
 // A sealed secret is nonce (12 random bytes) || AES-256-GCM ciphertext
 // and tag. The associated data names the record and the place in it that
@@ -104,4 +105,9 @@ func (s *sealer) open(sealed, ad []byte) ([]byte, error) {
 // issuer id ("tenant/name").
 func issuerKeyAD(id, kid string) []byte {
 	return []byte("keygate/v1/issuer-jwk\x00" + id + "\x00" + kid)
+}
+
+// hmacKeyAD is the associated data of the secret of HMAC key id.
+func hmacKeyAD(id string) []byte {
+	return []byte("keygate/v1/hmac-key\x00" + id)
 }

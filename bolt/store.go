@@ -37,10 +37,11 @@ var (
 	// the bucket.
 	bucketIssuers     = []byte("issuers")
 	bucketRevocations = []byte("revocations")
+	bucketHMACKeys    = []byte("hmackeys")
 
 	// v1Buckets are in every store file of format version 1.
 	v1Buckets  = [][]byte{bucketMeta, bucketTenants, bucketClients, bucketAPIKeys, bucketSums, bucketUsage, bucketAudit}
-	allBuckets = append(slices.Clip(v1Buckets), bucketIssuers, bucketRevocations)
+	allBuckets = append(slices.Clip(v1Buckets), bucketIssuers, bucketRevocations, bucketHMACKeys)
 
 	metaFormat   = []byte("format")
 	metaVersion  = []byte("version")
@@ -76,9 +77,9 @@ type Options struct {
 	// file (e.g. the old pod of a rolling update); 0 means 1s.
 	LockTimeout time.Duration
 	// MasterKey is the AES-256 key (MasterKeySize bytes) that encrypts
-	// recoverable secrets at rest (the secrets of issuers' oct keys). nil
-	// means no master key: Open then refuses a store that holds encrypted
-	// secrets, and Apply refuses to store a secret.
+	// recoverable secrets at rest (the secrets of issuers' oct keys and of
+	// HMAC keys). nil means no master key: Open then refuses a store that
+	// holds encrypted secrets, and Apply refuses to store a secret.
 	MasterKey []byte
 }
 
@@ -110,7 +111,9 @@ type state struct {
 	tenants map[string]*credentials.Tenant
 	clients map[string]*credentials.Client
 	issuers map[string]*storedIssuer // by "tenant/name"
-	idx     *credentials.Index
+	// hmacKeys are few: kept decoded, with their secrets.
+	hmacKeys map[string]*storedHMACKey // by ID
+	idx      *credentials.Index
 }
 
 // Open opens the store at path, creating the parent directory (0700) and
@@ -120,7 +123,7 @@ type state struct {
 // store for a file it cannot read. When the store holds encrypted secrets,
 // Open fails (wrapping ErrMasterKeyRequired or ErrWrongMasterKey) unless
 // o.MasterKey is the key they were encrypted with; a secret that does not
-// decrypt is an error naming its issuer.
+// decrypt is an error naming its issuer or HMAC key.
 func Open(path string, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -378,6 +381,9 @@ func readState(tx *bbolt.Tx, seal *sealer, now time.Time) (*state, error) {
 	if st.issuers, err = readIssuers(tx, st.tenants, seal); err != nil {
 		return nil, err
 	}
+	if st.hmacKeys, err = readHMACKeys(tx, st.clients, seal); err != nil {
+		return nil, err
+	}
 	revs, err := readRevocations(tx, now)
 	if err != nil {
 		return nil, err
@@ -559,8 +565,8 @@ func isDigest(s string) bool {
 	return true
 }
 
-// indexData returns the tenants, clients and issuers (with their
-// secrets) of st as BuildIndex wants them (the API keys and revocations
+// indexData returns the tenants, clients, issuers and HMAC keys (with
+// their secrets) of st as BuildIndex wants them (the API keys and revocations
 // are not kept in memory).
 func (st *state) indexData() credentials.IndexData {
 	d := credentials.IndexData{
@@ -568,6 +574,10 @@ func (st *state) indexData() credentials.IndexData {
 		Tenants:  make([]credentials.Tenant, 0, len(st.tenants)),
 		Clients:  make([]credentials.Client, 0, len(st.clients)),
 		Issuers:  make([]credentials.Issuer, 0, len(st.issuers)),
+		HMACKeys: make([]credentials.HMACKey, 0, len(st.hmacKeys)),
+	}
+	for _, sk := range st.hmacKeys {
+		d.HMACKeys = append(d.HMACKeys, sk.rec)
 	}
 	for _, si := range st.issuers {
 		d.Issuers = append(d.Issuers, si.rec)

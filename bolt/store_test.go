@@ -355,7 +355,7 @@ func TestCascadeConflictAndNotFound(t *testing.T) {
 }
 
 func TestRecordFields(t *testing.T) {
-	// sameTenant, sameClient and sameKey must compare every field an
+	// sameTenant, sameClient, sameKey and sameHMACKey must compare every field an
 	// upsert sets. When a record gains a field, update them and this test.
 	for _, c := range []struct {
 		typ  reflect.Type
@@ -364,6 +364,7 @@ func TestRecordFields(t *testing.T) {
 		{reflect.TypeFor[credentials.Tenant](), 5},
 		{reflect.TypeFor[credentials.Client](), 12},
 		{reflect.TypeFor[credentials.APIKey](), 12},
+		{reflect.TypeFor[credentials.HMACKey](), 10},
 	} {
 		if c.typ.NumField() != c.want {
 			t.Errorf("%s has %d fields, the store compares %d", c.typ, c.typ.NumField(), c.want)

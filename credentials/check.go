@@ -55,6 +55,9 @@ type Request struct {
 	CookieKey        string // the route's cookie, when it opts in
 	HasCookieKey     bool
 	Signature        bool // HMAC signature headers are present
+	// Signed holds what an HMAC signature is checked against; the adapter
+	// sets it when Signature is set.
+	Signed *SignedRequest
 
 	// SourceIP is the peer address Envoy saw (attributes.source.address).
 	SourceIP netip.Addr
@@ -79,6 +82,10 @@ type Decision struct {
 	// Issuer is the "<tenant>/<name>" of the issuer of an allowed JWT
 	// (decision log only).
 	Issuer string
+	// SignatureBase is the RFC 9421 signature base keygate computed for a
+	// signature that did not match (debug log only: it holds no secret
+	// and no signature, but may hold covered header values).
+	SignatureBase string
 }
 
 // Allowed reports whether the decision is an allow.
@@ -103,8 +110,22 @@ type Checker struct {
 	// DefaultJWTCacheSize, a negative value turns the cache off.
 	JWTCacheSize int
 
-	buckets sync.Map // client ID → *bucket
-	tokens  atomic.Pointer[tokenCache]
+	// HMACWindow is how far a signature's created time (or X-Timestamp)
+	// may be from now; 0 means DefaultHMACWindow, and it is at most
+	// MaxHMACWindow.
+	HMACWindow time.Duration
+	// HMACLabel, when set, names the RFC 9421 signature keygate verifies;
+	// by default it is the first whose keyid is a key of the store.
+	HMACLabel string
+	// ReplayCacheSize bounds the nonces and signatures remembered against
+	// replay; 0 means DefaultReplayCacheSize. When it is full of live
+	// entries, signed requests are denied.
+	ReplayCacheSize int
+
+	buckets    sync.Map // client ID → *bucket
+	tokens     atomic.Pointer[tokenCache]
+	replayOnce sync.Once
+	replays    *replayCache
 }
 
 // Check decides r. It returns an error only when it cannot decide: the
@@ -143,8 +164,7 @@ func (c *Checker) Check(ctx context.Context, r *Request) (Decision, error) {
 			d.Code, d.Reason = NotAuthenticated, "hmac not accepted on this route"
 			return d, nil
 		}
-		d.Code, d.Reason = InvalidSignature, "no HMAC keys are configured"
-		return d, nil
+		return c.checkHMAC(d, r, idx, now()), nil
 	}
 	t := now()
 	// A token seen before is found by its digest before anything is

@@ -128,6 +128,7 @@ type Index struct {
 	tenants map[string]bool // slug → disabled
 	clients map[string]*clientInfo
 	jwtState
+	hmacState
 }
 
 // clientInfo is a client record and the ClientEntry Check sees for it.
@@ -244,6 +245,7 @@ func BuildIndex(d IndexData, prev *Index) *Index {
 	idx.nkeys = kt.n
 	idx.count()
 	idx.buildJWT(d.Issuers, d.Revocations, time.Unix(0, now))
+	idx.buildHMAC(hmacRecords(d.HMACKeys), now)
 	return idx
 }
 
@@ -304,7 +306,7 @@ func (ci *clientInfo) attach(e *KeyEntry) {
 // count sets Counts from the tenants, clients and keys of x. Keys are
 // counted when the base table was built and when they changed since.
 func (x *Index) count() {
-	x.Counts = Counts{Tenants: len(x.tenants), Issuers: x.Counts.Issuers}
+	x.Counts = Counts{Tenants: len(x.tenants), Issuers: x.Counts.Issuers, HMACKeys: x.Counts.HMACKeys}
 	for _, ci := range x.clients {
 		if ci.entry.Active {
 			x.Counts.Clients++

@@ -183,6 +183,7 @@ func (x *Index) With(d *IndexDelta) *Index {
 		}
 	}
 	n.withJWT(x, d, time.Unix(0, now))
+	n.withHMAC(x, d, len(changed) > 0, now)
 	if n.over.n > max(minCompact, n.base.n/64) {
 		n.compact(now)
 	}

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +53,7 @@ func djangoKey() string {
 // newStore opens a real bolt store in a temporary directory and fills it.
 func newStore(t testing.TB) (*bolt.Store, testKeys) {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"), bolt.Options{FlushInterval: -1})
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "keygate.db"), bolt.Options{FlushInterval: -1, MasterKey: []byte(strings.Repeat("m", 32))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +111,25 @@ func newStore(t testing.TB) (*bolt.Store, testKeys) {
 		}
 		return s
 	}
+	// HMAC keys: RFC 9421 for cl_acme, the legacy scheme for globex, and
+	// requests signed now (a signed request is accepted once).
+	hmacSecret := []byte(strings.Repeat("h", 32))
+	snap.Clients[0].HMACKeys = &[]credentials.HMACKey{{ID: "hk_acme", Secret: base64.StdEncoding.EncodeToString(hmacSecret)}}
+	snap.Clients[6].HMACKeys = &[]credentials.HMACKey{{ID: "hk_globex", Scheme: credentials.SchemeTimestampBody, Secret: base64.StdEncoding.EncodeToString(hmacSecret)}}
+	sign := func(name, method, path, body, nonce string) {
+		m := &credentials.HTTPMessage{Method: method, Authority: "api.example.com", Path: path, Scheme: "https"}
+		h, err := credentials.SignRFC9421(m, []byte(body), "hk_acme", hmacSecret, time.Now(), nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[name+"_input"], keys[name+"_sig"], keys[name+"_digest"] = h["signature-input"], h["signature"], h["content-digest"]
+	}
+	sign("hmac_get", "GET", "/v1/projects", "", "n-get")
+	sign("hmac_post", "POST", "/v1/projects?dry_run=1", `{"name":"apollo"}`, "n-post")
+	sign("hmac_replay", "GET", "/v1/projects", "", "n-replay")
+	sign("hmac_tampered", "POST", "/v1/projects", `{"name":"apollo"}`, "n-tampered")
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	keys["legacy_ts"], keys["legacy_sig"] = ts, credentials.LegacySign(hmacSecret, ts, []byte(`{"event":"paid"}`))
 	keys["jwt"] = mint(nil)
 	keys["jwt_client"] = mint(jwt.MapClaims{"azp": "cl_acme", "sub": "service-account-acme"})
 	keys["jwt_expired"] = mint(jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix()})
@@ -165,6 +185,8 @@ type checkCase struct {
 	hdr       map[string]string // besides the pseudo-headers; values may hold {key} placeholders
 	headerMap [][2]string       // when set, sent as header_map instead of headers
 	path      string            // default /v1/projects
+	method    string            // default GET
+	body      string            // sent as raw_body, with its content-length
 	src       string            // default 10.0.0.7
 	repeat    int               // send this many times, compare the last
 	want      string            // "ok", a deny code, or a gRPC code name for errors
@@ -181,8 +203,15 @@ func (c *checkCase) request(r *strings.Replacer) *authv3.CheckRequest {
 		src = "10.0.0.7"
 	}
 	id := "req-" + c.name
+	method := c.method
+	if method == "" {
+		method = "GET"
+	}
 	hr := &authv3.AttributeContext_HttpRequest{
-		Id: id, Method: "GET", Path: path, Host: "api.example.com", Scheme: "https", Protocol: "HTTP/1.1",
+		Id: id, Method: method, Path: path, Host: "api.example.com", Scheme: "https", Protocol: "HTTP/1.1",
+	}
+	if c.body != "" {
+		hr.RawBody = []byte(r.Replace(c.body))
 	}
 	if c.headerMap != nil {
 		list := []*corev3.HeaderValue{
@@ -197,8 +226,11 @@ func (c *checkCase) request(r *strings.Replacer) *authv3.CheckRequest {
 		hr.HeaderMap = &corev3.HeaderMap{Headers: list}
 	} else {
 		hr.Headers = map[string]string{
-			":method": "GET", ":path": path, ":authority": "api.example.com",
+			":method": method, ":path": path, ":authority": "api.example.com",
 			"x-request-id": id, "user-agent": "curl/8.5.0", "x-forwarded-proto": "https",
+		}
+		if c.body != "" {
+			hr.Headers["content-length"] = strconv.Itoa(len(hr.RawBody))
 		}
 		for k, v := range c.hdr {
 			hr.Headers[k] = r.Replace(v)
@@ -277,6 +309,15 @@ var checkCases = []checkCase{
 	{name: "deny_jwt_tenant_mismatch", ext: map[string]string{"keygate.tenant": "globex"}, hdr: map[string]string{"authorization": "Bearer {jwt}"}, want: "forbidden"},
 	{name: "deny_jwt_not_accepted", ext: map[string]string{"keygate.methods": "apikey"}, hdr: map[string]string{"authorization": "Bearer {jwt}"}, want: "not_authenticated"},
 	{name: "deny_jwt_and_key", hdr: map[string]string{"authorization": "Bearer {jwt}", "x-api-key": "{acme}"}, want: "ambiguous_credentials"},
+	{name: "allow_hmac_rfc9421_get", hdr: map[string]string{"signature-input": "{hmac_get_input}", "signature": "{hmac_get_sig}", "x-tenant-id": "victim"}, want: "ok"},
+	{name: "allow_hmac_rfc9421_post", method: "POST", path: "/v1/projects?dry_run=1", body: `{"name":"apollo"}`,
+		hdr: map[string]string{"signature-input": "{hmac_post_input}", "signature": "{hmac_post_sig}", "content-digest": "{hmac_post_digest}"}, want: "ok"},
+	{name: "deny_hmac_replay", repeat: 2, hdr: map[string]string{"signature-input": "{hmac_replay_input}", "signature": "{hmac_replay_sig}"}, want: "invalid_signature"},
+	{name: "deny_hmac_body_changed", method: "POST", body: `{"name":"apollO"}`,
+		hdr: map[string]string{"signature-input": "{hmac_tampered_input}", "signature": "{hmac_tampered_sig}", "content-digest": "{hmac_tampered_digest}"}, want: "invalid_signature"},
+	{name: "deny_hmac_not_accepted", ext: map[string]string{"keygate.methods": "apikey"}, hdr: map[string]string{"signature-input": "{hmac_get_input}", "signature": "{hmac_get_sig}"}, want: "not_authenticated"},
+	{name: "allow_hmac_legacy", method: "POST", body: `{"event":"paid"}`,
+		hdr: map[string]string{"x-signature": "{legacy_sig}", "x-timestamp": "{legacy_ts}", "x-tenant-id": "globex"}, want: "ok"},
 	{name: "error_unknown_extension", ext: map[string]string{"keygate.scope": "read:projects"}, hdr: map[string]string{"x-api-key": "{acme}"}, want: "Internal"},
 	{name: "error_bad_extension_value", ext: map[string]string{"keygate.anonymous": "yes"}, want: "Internal"},
 	{name: "allow_other_extensions_ignored", ext: map[string]string{"virtual_host": "api", "envoy.route": "x"}, hdr: map[string]string{"x-api-key": "{acme}"}, want: "ok"},
@@ -420,7 +461,10 @@ func TestCheck(t *testing.T) {
 			t.Fatalf("decision log lines missing:\n%s", out)
 		}
 		secrets := []string{jwtShaped, "dXNlcjpwYXNz", "api_key=", "page=2", "theme=dark", "lang=en", "c2ln", strings.Repeat("a", 64)}
-		for _, k := range keys {
+		for name, k := range keys {
+			if strings.HasSuffix(name, "_digest") || name == "legacy_ts" || len(k) < 32 {
+				continue // not secrets: a body digest, a timestamp
+			}
 			secrets = append(secrets, k, k[:16], k[len(k)-16:])
 		}
 		for _, s := range secrets {

@@ -155,7 +155,7 @@ const QueryKeyParam = "api_key"
 var (
 	okStatus          = &rpcstatus.Status{Code: int32(codes.OK)}
 	contentTypeJSON   = setHeader("content-type", "application/json")
-	signatureHeaders  = []string{"signature", "signature-input", "x-signature"}
+	signatureHeaders  = []string{"signature", "signature-input", "x-signature", "x-timestamp"}
 	queryKeyToRemove  = []string{QueryKeyParam}
 	identityHeaderSet = [6]string{HeaderTenantID, HeaderSubject, HeaderClientID, HeaderKeyID, HeaderMethod, HeaderScopes}
 )

@@ -132,6 +132,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		Signature:        h.signature,
 		SourceIP:         s.sourceIP(attrs, &h),
 	}
+	if h.signature {
+		r.Signed = signedRequest(attrs.GetRequest().GetHttp(), &h)
+	}
 	var local credentials.Decision // a deny decided here, before the checker
 	if pol.QueryKey {
 		v, n, bad := queryParam(h.path, QueryKeyParam)
@@ -265,6 +268,11 @@ func (s *Server) record(i int, d *credentials.Decision, start time.Time, h *head
 	}
 	if d.Issuer != "" {
 		fields = append(fields, zap.String("issuer", d.Issuer))
+	}
+	if d.SignatureBase != "" && s.log.Core().Enabled(zapcore.DebugLevel) {
+		// What keygate signed, for client authors comparing their own
+		// base (debug only; covered secrets are masked).
+		fields = append(fields, zap.String("signature_base", redactBase(d.SignatureBase)))
 	}
 	if d.Code == credentials.RateLimited {
 		fields = append(fields, zap.Duration("retry_after", d.RetryAfter))

@@ -191,7 +191,8 @@ func (f *Fetcher) Generation() uint64 { return f.gen.Load() }
 // Refresh fetches uri again and returns its key set afterwards (the last
 // known good one if the fetch fails). If an on-demand refresh of uri
 // started less than MinRefreshInterval ago, it returns the current set at
-// once; if a fetch of uri is in flight, it waits for that one. It waits
+// once (a fetch that brought a URI its first keys does not count: a token
+// that beat the background fetch must not hold up a rotation); if a fetch of uri is in flight, it waits for that one. It waits
 // at most until ctx is done (the fetch goes on for the callers that come
 // later). A URI the Fetcher does not track yet is tracked from now on
 // (until Run sees an index that does not name it), unless MaxURIs are
@@ -463,6 +464,13 @@ func (f *Fetcher) fetch(ctx context.Context, e *entry, fl *flight, onDemand bool
 			e.lastErr = err.Error()
 		} else {
 			e.lastErr, e.lastSuccess = "", now
+			if onDemand && !e.hasSet {
+				// The first keys of a URI, fetched because a token came
+				// before the background fetch: not a refresh for an
+				// unknown kid, so it does not use up the rate limit that
+				// lets a key rotation through.
+				e.lastOnDemand = time.Time{}
+			}
 			if !e.hasSet || e.digest != sum {
 				e.hasSet, e.digest, changed = true, sum, true
 				f.publishLocked(e.uri, ks)

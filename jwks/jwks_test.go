@@ -470,34 +470,39 @@ func TestRefreshRateLimit(t *testing.T) {
 		wantKids(t, fmt.Sprintf("Refresh #%d", i), ks, "k1")
 	}
 
+	// The first keys of a URI do not use up the rate limit: the next
+	// Refresh (a token with a new kid) fetches, and only then the limit
+	// holds for MinRefreshInterval.
 	s.set(doc(t, ecJWK(t, "k1"), ecJWK(t, "k2")))
+	wantKids(t, "Refresh after the first keys", f.Refresh(ctx, s.url()), "k1", "k2")
+	s.set(doc(t, ecJWK(t, "k1"), ecJWK(t, "k2"), ecJWK(t, "k3")))
 	clk.Advance(jwks.DefaultMinRefreshInterval - time.Second)
-	wantKids(t, "Refresh within the interval", f.Refresh(ctx, s.url()), "k1")
-	if n := s.hits.Load(); n != 1 {
+	wantKids(t, "Refresh within the interval", f.Refresh(ctx, s.url()), "k1", "k2")
+	if n := s.hits.Load(); n != 2 {
 		t.Fatalf("a Refresh within MinRefreshInterval made a request (%d in all)", n)
 	}
 	clk.Advance(time.Second)
-	wantKids(t, "Refresh after the interval", f.Refresh(ctx, s.url()), "k1", "k2")
-	if n := s.hits.Load(); n != 2 {
-		t.Fatalf("%d requests, want 2", n)
+	wantKids(t, "Refresh after the interval", f.Refresh(ctx, s.url()), "k1", "k2", "k3")
+	if n := s.hits.Load(); n != 3 {
+		t.Fatalf("%d requests, want 3", n)
 	}
 }
-
 func TestRefreshMinRefreshIntervalOption(t *testing.T) {
 	s := newIDP(t, doc(t, ecJWK(t, "k1")))
 	clk := newClock()
 	f := newFetcher(t, jwks.Options{Now: clk.Now, MinRefreshInterval: time.Hour})
 	ctx := testCtx(t)
-	f.Refresh(ctx, s.url())
+	f.Refresh(ctx, s.url()) // the first keys
+	f.Refresh(ctx, s.url()) // an unknown kid: counts
 	clk.Advance(59 * time.Minute)
 	f.Refresh(ctx, s.url())
-	if n := s.hits.Load(); n != 1 {
-		t.Fatalf("%d requests within MinRefreshInterval, want 1", n)
+	if n := s.hits.Load(); n != 2 {
+		t.Fatalf("%d requests within MinRefreshInterval, want 2", n)
 	}
 	clk.Advance(time.Minute)
 	f.Refresh(ctx, s.url())
-	if n := s.hits.Load(); n != 2 {
-		t.Fatalf("%d requests, want 2", n)
+	if n := s.hits.Load(); n != 3 {
+		t.Fatalf("%d requests, want 3", n)
 	}
 }
 
@@ -898,4 +903,20 @@ func BenchmarkKeys(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A token that arrives before the first background fetch makes an
+// on-demand fetch; that first fetch must not use up the rate limit, or a
+// key rotation soon after would be refused.
+func TestFirstOnDemandFetchKeepsTheRateLimit(t *testing.T) {
+	k1 := ecJWK(t, "k1")
+	s := newIDP(t, doc(t, k1))
+	f := newFetcher(t, jwks.Options{MinRefreshInterval: time.Hour})
+	wantKids(t, "first on-demand fetch", f.Refresh(testCtx(t), s.url()), "k1")
+	s.set(doc(t, k1, edJWK(t, "k2")))
+	wantKids(t, "refresh for a new kid after the first fetch", f.Refresh(testCtx(t), s.url()), "k1", "k2")
+	f.Refresh(testCtx(t), s.url())
+	if n := s.hits.Load(); n != 2 {
+		t.Errorf("%d requests, want 2 (the third Refresh is within the limit)", n)
+	}
 }

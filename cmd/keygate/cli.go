@@ -52,6 +52,7 @@ func init() {
 		"tenant": {summary: "manage tenants", subs: tenantCmds},
 		"client": {summary: "manage clients (the principals credentials belong to)", subs: clientCmds},
 		"apikey": {summary: "manage API keys", subs: apikeyCmds},
+		"hmac":   {summary: "manage HMAC keys (shared secrets clients sign requests with)", subs: hmacCmds},
 		"issuer": {summary: "manage JWT issuers (the identity providers a tenant trusts)", subs: issuerCmds},
 		"revoke": {summary: "revoke JWTs: one by its jti until it expires, or all of a client's", subs: revokeCmds},
 	}
@@ -291,6 +292,7 @@ var statusCmd = subCommand{
 				{"tenants", strconv.Itoa(st.Counts.Tenants), strconv.Itoa(st.Active.Tenants)},
 				{"clients", strconv.Itoa(st.Counts.Clients), strconv.Itoa(st.Active.Clients)},
 				{"apikeys", strconv.Itoa(st.Counts.APIKeys), strconv.Itoa(st.Active.APIKeys)},
+				{"hmackeys", strconv.Itoa(st.Counts.HMACKeys), strconv.Itoa(st.Active.HMACKeys)},
 				{"issuers", strconv.Itoa(st.Counts.Issuers), strconv.Itoa(st.Active.Issuers)},
 			}
 			return c.table(st, "WHAT\tTOTAL\tACTIVE", rows)

@@ -44,6 +44,9 @@ type Config struct {
 	JWTCacheSize    int           `json:"jwt_cache_size" flag:"jwt-cache-size" usage:"verified JWTs kept in memory (by SHA-256 of the token, until exp or the next store change); 0 turns the cache off"`
 	JWKSTimeout     time.Duration `json:"jwks_timeout" flag:"jwks-timeout" usage:"timeout of one fetch of an issuer's jwks_uri"`
 	JWKSMinRefresh  time.Duration `json:"jwks_min_refresh" flag:"jwks-min-refresh" usage:"least time between two fetches of a jwks_uri caused by tokens with an unknown kid"`
+	HMACWindow      time.Duration `json:"hmac_window" flag:"hmac-window" usage:"how far a signature's created time (RFC 9421) or X-Timestamp (legacy) may be from now, either way (at most 300s)"`
+	HMACLabel       string        `json:"hmac_label" flag:"hmac-label" usage:"the RFC 9421 signature label keygate verifies (default: the first signature whose keyid is an HMAC key of the store)"`
+	ReplayCacheSize int           `json:"replay_cache_size" flag:"replay-cache-size" usage:"nonces and signatures remembered against replay; when it is full of live entries, signed requests are denied"`
 
 	// set by load: which fields were given explicitly (for error messages)
 	configFile string
@@ -69,6 +72,8 @@ func DefaultConfig() Config {
 		JWTCacheSize:    credentials.DefaultJWTCacheSize,
 		JWKSTimeout:     5 * time.Second,
 		JWKSMinRefresh:  30 * time.Second,
+		HMACWindow:      credentials.DefaultHMACWindow,
+		ReplayCacheSize: credentials.DefaultReplayCacheSize,
 	}
 }
 
@@ -308,6 +313,15 @@ func (c *Config) Validate() error {
 	if c.JWKSMinRefresh < time.Second || c.JWKSMinRefresh > time.Hour {
 		return bad("jwks-min-refresh", "must be between 1s and 1h")
 	}
+	if c.HMACWindow < time.Second || c.HMACWindow > credentials.MaxHMACWindow {
+		return bad("hmac-window", "must be between 1s and %v", credentials.MaxHMACWindow)
+	}
+	if c.HMACLabel != "" && !validSFKey(c.HMACLabel) {
+		return bad("hmac-label", "%q is not a signature label (lower-case letters, digits, _-.*; starting with a letter or *)", c.HMACLabel)
+	}
+	if c.ReplayCacheSize < 1024 || c.ReplayCacheSize > 100_000_000 {
+		return bad("replay-cache-size", "must be between 1024 and 100000000")
+	}
 	return nil
 }
 
@@ -329,4 +343,19 @@ func (c *Config) masterKeyFile() string {
 		return c.MasterKeyFile
 	}
 	return filepath.Join(c.DataDir, "master.key")
+}
+
+// validSFKey reports whether s is an RFC 8941 dictionary key (a
+// Signature-Input label).
+func validSFKey(s string) bool {
+	if s == "" || len(s) > 64 || !(s[0] >= 'a' && s[0] <= 'z' || s[0] == '*') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '*') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,7 +1,9 @@
 // Command keygate is an Envoy external-authorization sidecar: `keygate
-// serve` answers Envoy's ext_authz Check for API keys (HMAC and JWT to
-// come) from an embedded bbolt credential store, and the other commands
-// manage that store through the admin API.
+// serve` answers Envoy's ext_authz Check for API keys, HMAC-signed
+// requests and JWTs from an embedded bbolt credential store, the admin
+// commands manage that store through the admin API, `keygate sign` signs
+// a request for testing clients, and `keygate rotate-master-key`
+// re-encrypts the store's secrets offline.
 package main
 
 import (
@@ -30,6 +32,10 @@ func Main(ctx context.Context, args []string, env func(string) string, stdin io.
 	switch cmd {
 	case "serve":
 		return serve(ctx, rest, env, stderr)
+	case "sign":
+		return sign(rest, stdin, stdout, stderr)
+	case "rotate-master-key":
+		return rotateMasterKey(ctx, rest, env, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -73,10 +79,16 @@ Usage:
   keygate tenant  create|list|get|update|disable|enable|delete
   keygate client  create|list|get|update|disable|enable|delete
   keygate apikey  create|import|list|get|rotate|disable|enable|delete
+  keygate hmac    create|import|list|get|rotate|update|disable|enable|delete
+                                   HMAC keys: shared secrets for RFC 9421 or legacy signatures
   keygate issuer  put|list|get|delete    JWT issuers of a tenant (keys inline or from a JWKS URL)
   keygate revoke  jti|client|list        deny a JWT by jti, or every JWT of a client
   keygate apply -f state.yaml      replace the whole store with a snapshot document
   keygate backup -o FILE           download a consistent copy of the store
+  keygate sign --key-id hk_… --secret-file FILE METHOD URL [BODY|@file]
+                                   print the signature headers of a request (to test clients)
+  keygate rotate-master-key --data-dir DIR --old-key-file F --new-key-file F
+                                   re-encrypt the stored secrets under a new master key (offline)
   keygate version
 
 Admin commands talk to the admin API of a running keygate:

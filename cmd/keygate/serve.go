@@ -153,7 +153,8 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	if cacheSize == 0 {
 		cacheSize = -1 // off
 	}
-	checker := &credentials.Checker{Source: ref, Keys: fetcher, JWTCacheSize: cacheSize}
+	checker := &credentials.Checker{Source: ref, Keys: fetcher, JWTCacheSize: cacheSize,
+		HMACWindow: cfg.HMACWindow, HMACLabel: cfg.HMACLabel, ReplayCacheSize: cfg.ReplayCacheSize}
 	authz := extauthz.NewServer(checker, extauthz.Options{
 		Default:     cfg.DefaultPolicy(),
 		Logger:      log,

@@ -103,6 +103,8 @@ func run(args []string) int {
 	mode := fs.String("mode", "apikey", "what keygate checks: apikey (allow), deny (unknown key), jwt (allow, Authorization: Bearer)")
 	alg := fs.String("alg", "RS256", "JWT algorithm for --mode jwt: HS256, RS256, ES256 or EdDSA")
 	uncached := fs.Bool("uncached", false, "--mode jwt: start keygate with --jwt-cache-size 0, so every Check verifies the signature")
+	scheme := fs.String("scheme", "rfc9421", "--mode hmac: rfc9421 or timestamp-body")
+	bodySize := fs.Int("body", 1024, "--mode hmac: request body size in bytes (Envoy forwards it with the CheckRequest)")
 	fs.Parse(args)
 
 	dir, err := os.MkdirTemp("", "kgbench-")
@@ -123,7 +125,8 @@ func run(args []string) int {
 	defer stop(noopCmd)
 
 	kg := exec.Command(*bin, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--admin-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--log-level", "info")
+		"--admin-addr", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"), "--log-level", "info",
+		"--max-request-bytes", strconv.Itoa(max(4<<20, 2**bodySize)))
 	if *uncached {
 		kg.Args = append(kg.Args, "--jwt-cache-size", "0")
 	}
@@ -159,6 +162,7 @@ func run(args []string) int {
 		return 1
 	}
 	req := envoyRequest(key)
+	var gen func() func() *wireRequest // per worker: the next request to send; nil: req every time
 	switch *mode {
 	case "apikey":
 	case "deny":
@@ -177,6 +181,14 @@ func run(args []string) int {
 			label += " uncached"
 		}
 		*mode = label
+	case "hmac":
+		tmpl, err := seedHMAC(ctx, api, *scheme, *bodySize)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "seeding the HMAC key:", err)
+			return 1
+		}
+		gen = tmpl.signer
+		*mode = fmt.Sprintf("hmac %s %d-byte body", *scheme, *bodySize)
 	default:
 		fmt.Fprintf(os.Stderr, "kgbench: unknown --mode %q\n", *mode)
 		return 2
@@ -193,7 +205,7 @@ func run(args []string) int {
 		}
 		for _, i := range order {
 			t := targets[i]
-			res, err := load(ctx, t, req, *mode, *conc, *conns, *warm, *dur)
+			res, err := load(ctx, t, req, gen, *mode, *conc, *conns, *warm, *dur)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "%s: %v\n", t.name, err)
 				return 1
@@ -213,7 +225,7 @@ func run(args []string) int {
 	switch {
 	case strings.HasSuffix(*mode, "uncached"):
 		target = "(no target: a signature per Check), server CPU per Check %.3f"
-	case strings.HasPrefix(*mode, "jwt"):
+	case strings.HasPrefix(*mode, "jwt"), strings.HasPrefix(*mode, "hmac"):
 		target = "(target ≥ 0.85), server CPU per Check %.3f"
 	}
 	fmt.Printf("\nratios keygate/no-op (median over rounds): RPS %.3f "+target+", p99 %.2f\n",
@@ -283,7 +295,7 @@ func envoyRequest(key string) *authv3.CheckRequest {
 
 const checkMethod = "/envoy.service.auth.v3.Authorization/Check"
 
-func load(ctx context.Context, t target, req *authv3.CheckRequest, mode string, conc, nconn int, warm, dur time.Duration) (result, error) {
+func load(ctx context.Context, t target, req *authv3.CheckRequest, gen func() func() *wireRequest, mode string, conc, nconn int, warm, dur time.Duration) (result, error) {
 	var clients []*grpc.ClientConn
 	for i := 0; i < nconn; i++ {
 		cc, err := grpc.NewClient(t.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -310,6 +322,10 @@ func load(ctx context.Context, t target, req *authv3.CheckRequest, mode string, 
 		go func(w int) {
 			defer wg.Done()
 			c := clients[w%len(clients)]
+			next := func() *wireRequest { return wreq }
+			if gen != nil {
+				next = gen()
+			}
 			buf := make([]time.Duration, 0, 1<<18)
 			for {
 				s := time.Now()
@@ -317,7 +333,7 @@ func load(ctx context.Context, t target, req *authv3.CheckRequest, mode string, 
 					break
 				}
 				var resp wireResponse
-				err := c.Invoke(ctx, checkMethod, wreq, &resp)
+				err := c.Invoke(ctx, checkMethod, next(), &resp)
 				d := time.Since(s)
 				if measuring.Load() {
 					if err != nil || (resp.code == 0) != wantOK {
