@@ -9,10 +9,10 @@ STATICCHECK_VERSION := v0.8.2
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-jwt load fuzz lint tools vet debian-packages
+.PHONY: help build run test bench bench-jwt bench-hmac load fuzz lint tools vet debian-packages
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/keygate (static, -trimpath, version from git)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/keygate ./cmd/keygate
@@ -23,7 +23,7 @@ run: build ## build and start keygate with the embedded defaults (data in ./data
 
 tools: $(BIN)/grpcurl debian-packages ## install the tools the tests use (idempotent)
 
-debian-packages: ## install the Debian packages the interop tests use (python3-jwt, simplejwt; idempotent)
+debian-packages: ## install the Debian packages the tests use (scripts/install-debian-packages.sh; idempotent)
 	@scripts/install-debian-packages.sh
 
 $(BIN)/grpcurl:
@@ -35,10 +35,16 @@ test: tools ## every test, with the race detector (installs what the tests need)
 vet: ## go vet
 	$(GO) vet ./...
 
-bench: build ## in-process benchmarks, then the loopback load runs (API key, JWT) against a no-op ext_authz server
+bench: build ## in-process benchmarks, then the loopback load runs (API key, JWT, HMAC) against a no-op ext_authz server
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./credentials/ ./extauthz/ ./bolt/
 	$(BIN)/kgbench --keygate $(BIN)/keygate
 	@$(MAKE) --no-print-directory bench-jwt
+	@$(MAKE) --no-print-directory bench-hmac
+
+bench-hmac: build ## only the HMAC load runs: RFC 9421 and legacy timestamp.body, 1 KiB and 64 KiB bodies, every request freshly signed
+	@set -e; for scheme in rfc9421 timestamp-body; do for body in 1024 65536; do \
+	  $(BIN)/kgbench --keygate $(BIN)/keygate --mode hmac --scheme $$scheme --body $$body --rounds 4; \
+	done; done
 
 bench-jwt: build ## only the JWT load runs: each algorithm with the verified-token cache (repeat token) and without it
 	@set -e; for alg in HS256 RS256 ES256 EdDSA; do \
