@@ -194,7 +194,7 @@ func (c *Checker) checkRFC9421(d Decision, r *Request, s *SignedRequest, idx *In
 	if why := e.inactive(t.UnixNano()); why != "" {
 		return deny(why)
 	}
-	if !VerifyHMACSHA256(e.secret, base, sig) {
+	if !e.verify(base, sig) {
 		d.SignatureBase = string(base)
 		return deny("signature does not match")
 	}
@@ -252,7 +252,7 @@ func (c *Checker) checkLegacy(d Decision, r *Request, s *SignedRequest, idx *Ind
 	if why := e.inactive(t.UnixNano()); why != "" {
 		return deny(why)
 	}
-	if !VerifyLegacy(e.secret, s.LegacyTimestamp, s.Body, s.LegacySignature) {
+	if !e.verifyLegacy(s.LegacyTimestamp, s.Body, s.LegacySignature) {
 		return deny("signature does not match")
 	}
 	if reason := c.seen("l:"+s.LegacyTenant+":"+strings.ToLower(s.LegacySignature), ts+w, now); reason != "" {

@@ -1,8 +1,13 @@
 package credentials
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
 	"maps"
 	"strings"
+	"sync"
 )
 
 // hmacState is the HMAC part of an Index: keys by ID and each tenant's
@@ -25,6 +30,51 @@ type hmacEntry struct {
 	Scopes   []string // the key's own (narrower) scopes; empty: the client's
 	secret   []byte   // nil when the stored secret does not decode: never verifies
 	Identity Identity
+	macs     sync.Pool // of hash.Hash: HMAC-SHA256 keyed with secret, reused across Checks
+}
+
+// mac returns an HMAC-SHA256 keyed with e's secret, reset; give it back
+// with e.macs.Put. hmac.New costs more than hashing a signature base.
+func (e *hmacEntry) mac() hash.Hash {
+	if m, ok := e.macs.Get().(hash.Hash); ok {
+		m.Reset()
+		return m
+	}
+	return hmac.New(sha256.New, e.secret)
+}
+
+// verify reports whether sig is the HMAC-SHA256 of base under e's secret
+// (the same as VerifyHMACSHA256, with a pooled MAC).
+func (e *hmacEntry) verify(base, sig []byte) bool {
+	if len(sig) != sha256.Size || len(e.secret) == 0 {
+		return false
+	}
+	m := e.mac()
+	m.Write(base)
+	var sum [sha256.Size]byte
+	ok := hmac.Equal(m.Sum(sum[:0]), sig)
+	e.macs.Put(m)
+	return ok
+}
+
+// verifyLegacy reports whether the hex signature sig is the HMAC-SHA256 of
+// "<ts>.<body>" under e's secret (VerifyLegacy with a pooled MAC).
+func (e *hmacEntry) verifyLegacy(ts string, body []byte, sig string) bool {
+	var got [sha256.Size]byte
+	if len(sig) != 2*sha256.Size || len(e.secret) == 0 {
+		return false
+	}
+	if _, err := hex.Decode(got[:], []byte(sig)); err != nil {
+		return false
+	}
+	m := e.mac()
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	var sum [sha256.Size]byte
+	ok := hmac.Equal(m.Sum(sum[:0]), got[:])
+	e.macs.Put(m)
+	return ok
 }
 
 // activeAt reports whether e may sign requests at t (Unix nanoseconds).
