@@ -613,6 +613,20 @@ func TestCheckHMACReplay(t *testing.T) {
 		mustAllow(t, w, r4, "signed a second later")
 		mustReplay(t, w, r4, "that one again")
 	})
+	t.Run("empty nonce is no nonce", func(t *testing.T) {
+		w := newHMACWorld(t)
+		q := baseSigReq()
+		q.params = func(p *SigParams) { p.Nonce, p.HasNonce = "", true }
+		r, _ := q.build(t)
+		if !strings.Contains(r.Signed.SignatureInput, `nonce=""`) {
+			t.Fatalf("setup: %s", r.Signed.SignatureInput)
+		}
+		mustAllow(t, w, r, "first")
+		mustReplay(t, w, r, "identical signature")
+		q.path = "/v1/projects?limit=12&sort=name"
+		r2, _ := q.build(t)
+		mustAllow(t, w, r2, "another request with nonce=\"\"")
+	})
 	t.Run("denied requests do not spend a nonce", func(t *testing.T) {
 		w := newHMACWorld(t)
 		q := baseSigReq()
