@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.8.2
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test bench bench-jwt bench-hmac load fuzz lint tools vet debian-packages
+.PHONY: help build run test bench bench-jwt bench-hmac load fuzz lint tools vet debian-packages envoy-check
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ test: tools ## every test, with the race detector (installs what the tests need)
 
 vet: ## go vet
 	$(GO) vet ./...
+
+envoy-check: ## decode every Envoy config into go-control-plane's Bootstrap, Validate() it and lint it for unsafe settings
+	$(GO) test -count=1 ./envoy/
 
 bench: build ## in-process benchmarks, then the loopback load runs (API key, JWT, HMAC) against a no-op ext_authz server
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./credentials/ ./extauthz/ ./bolt/
