@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: help build run test bench bench-jwt bench-hmac load fuzz lint tools vet debian-packages envoy-check
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/keygate (static, -trimpath, version from git)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/keygate ./cmd/keygate
@@ -31,9 +31,36 @@ $(BIN)/grpcurl:
 
 test: tools ## every test, with the race detector (installs what the tests need)
 	$(GO) test -race -count=1 -timeout 15m ./...
+	cd k8s && $(GO) test -count=1 ./...
 
 vet: ## go vet
 	$(GO) vet ./...
+
+.PHONY: k8s-check image release
+k8s-check: ## build every kustomization in k8s/ and strictly decode each object (its own Go module)
+	cd k8s && $(GO) test -count=1 ./...
+
+DOCKER ?= docker
+image: ## build the container image keygate:VERSION from the Dockerfile (needs Docker; DOCKER=podman works too)
+	@command -v $(DOCKER) >/dev/null 2>&1 || { \
+	  echo "make image: '$(DOCKER)' is not installed. Install Docker (or Podman and run make image DOCKER=podman)," >&2; \
+	  echo "or run on a machine that has it: $(DOCKER) build --build-arg VERSION=$(VERSION) -t keygate:$(VERSION) ." >&2; \
+	  exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { \
+	  echo "make image: '$(DOCKER)' is installed but cannot reach its engine (is the daemon running?)." >&2; \
+	  echo "Start it, or run on a machine that has one: $(DOCKER) build --build-arg VERSION=$(VERSION) -t keygate:$(VERSION) ." >&2; \
+	  exit 1; }
+	$(DOCKER) build --build-arg VERSION=$(VERSION) -t keygate:$(VERSION) .
+
+RELEASE_PLATFORMS := linux/amd64 linux/arm64
+release: ## static linux/amd64 and linux/arm64 binaries in dist/ (version from git) with dist/SHA256SUMS
+	rm -rf dist && mkdir -p dist
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; out=dist/keygate-$(VERSION)-$$os-$$arch; \
+	  echo "building $$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out ./cmd/keygate; \
+	done
+	cd dist && sha256sum keygate-* > SHA256SUMS && cat SHA256SUMS
 
 envoy-check: ## decode every Envoy config into go-control-plane's Bootstrap, Validate() it and lint it for unsafe settings
 	$(GO) test -count=1 ./envoy/
