@@ -1,6 +1,11 @@
 // Package extauthz is Envoy's side of keygate: the ext_authz v3 gRPC
-// Authorization service. It maps a CheckRequest to a credentials.Request,
-// asks a credentials.Checker, and maps the Decision to a CheckResponse.
+// Authorization service and HTTP check mode (Server.HTTPHandler: nginx
+// auth_request, Caddy/Traefik forward auth, Envoy http_service). It maps a
+// CheckRequest (or an HTTP check request) to a credentials.Request, asks a
+// credentials.Checker, and maps the Decision to a CheckResponse (or an
+// HTTP answer). Both transports share one decision function (decide), so
+// they decide, count and log alike; HTTP answers are built from the gRPC
+// responses, so deny bodies are the same bytes.
 //
 // Rules of the package:
 //   - A deny is a normal CheckResponse with a nil error. A gRPC error is
@@ -14,6 +19,10 @@
 //   - An allow overwrites (never appends) the identity headers it sets and
 //     removes the ones it does not set, so a client-supplied copy never
 //     reaches the upstream; it also removes the credential it consumed.
+//   - In HTTP check mode, route settings come from X-Keygate-* request
+//     headers that the proxy must set or clear, and the source address
+//     from X-Real-IP only when the peer is a trusted proxy; nothing there
+//     is ever turned into an allow that gRPC would not give.
 //   - Headers are read as Envoy sends them: header_map wins over headers,
 //     repeated names are joined with "," (cookies with "; "), so
 //     "x-api-key: k1,k2" is one malformed key. X-Forwarded-For is ignored

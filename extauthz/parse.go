@@ -142,6 +142,25 @@ func queryParam(path, name string) (val string, n int, bad bool) {
 	return val, n, bad
 }
 
+// literalParam reports whether the query of path has a parameter whose
+// name is exactly name as written (not percent-encoded).
+func literalParam(path, name string) bool {
+	i := strings.IndexAny(path, "?#")
+	if i < 0 || path[i] == '#' {
+		return false
+	}
+	q := path[i+1:]
+	if j := strings.IndexByte(q, '#'); j >= 0 {
+		q = q[:j]
+	}
+	for seg := range strings.SplitSeq(q, "&") {
+		if k, _, _ := strings.Cut(seg, "="); k == name {
+			return true
+		}
+	}
+	return false
+}
+
 // unescape percent-decodes s. It allocates only when s holds a '%'.
 func unescape(s string) (string, bool) {
 	if strings.IndexByte(s, '%') < 0 {

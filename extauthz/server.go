@@ -28,11 +28,19 @@ type Options struct {
 	// TrustedHops is the number of X-Forwarded-For hops to trust for the
 	// source IP: the entry that many hops from the right is the source.
 	// 0 means attributes.source.address only (X-Forwarded-For is ignored).
+	// In HTTP check mode it applies only to requests from TrustedProxies
+	// that carry no X-Real-IP (see HTTPHandler).
 	TrustedHops int
+	// TrustedProxies are the peers whose X-Real-IP (and, with TrustedHops,
+	// X-Forwarded-For) HTTP check mode believes; nil means loopback only.
+	TrustedProxies []netip.Prefix
+	// MaxRequestBytes bounds the body of an HTTP check request (Envoy's
+	// http_service forwards the original body); 0 means 4 MiB.
+	MaxRequestBytes int
 }
 
-// Server is the Envoy ext_authz v3 gRPC Authorization service. It is safe
-// for concurrent use.
+// Server is the Envoy ext_authz v3 gRPC Authorization service and the
+// HTTP check handler (HTTPHandler). It is safe for concurrent use.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
@@ -40,6 +48,8 @@ type Server struct {
 	def     credentials.Policy
 	log     *zap.Logger
 	hops    int
+	proxies []netip.Prefix // trusted HTTP check peers
+	maxBody int64
 
 	denies     *denyResponses
 	denyWire   map[*authv3.CheckResponse][]byte // read-only after NewServer
@@ -57,6 +67,8 @@ func NewServer(c *credentials.Checker, o Options) *Server {
 		def:     o.Default,
 		log:     o.Logger,
 		hops:    o.TrustedHops,
+		proxies: o.TrustedProxies,
+		maxBody: int64(o.MaxRequestBytes),
 		denies:  newDenyResponses(),
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keygate_check_total",
@@ -81,6 +93,12 @@ func NewServer(c *credentials.Checker, o Options) *Server {
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
+	}
+	if s.proxies == nil {
+		s.proxies = loopback
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = 4 << 20
 	}
 	for i := 0; i < nResults; i++ {
 		code := resultOK
@@ -122,19 +140,45 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		s.fail(&h, start, "invalid route settings", err)
 		return nil, status.Error(codes.Internal, "keygate: invalid route settings: "+err.Error())
 	}
-
-	r := credentials.Request{
-		Policy:           pol,
-		Authorization:    h.authorization,
-		HasAuthorization: h.hasAuthorization,
-		APIKey:           h.apiKey,
-		HasAPIKey:        h.hasAPIKey,
-		Signature:        h.signature,
-		SourceIP:         s.sourceIP(attrs, &h),
-	}
+	r := credentials.Request{Policy: pol, SourceIP: s.sourceIP(attrs, &h)}
 	if h.signature {
 		r.Signed = signedRequest(attrs.GetRequest().GetHttp(), &h)
 	}
+	d, i, err := s.decide(ctx, start, &h, &r, false)
+	switch {
+	case errors.Is(err, errUnknownDecision):
+		return nil, status.Error(codes.Internal, "keygate: unknown decision")
+	case err != nil:
+		return nil, checkError(err)
+	case i == idxOK:
+		resp := s.allow(d.Identity, stripFor(&r, &d))
+		if r.HasCookieKey {
+			resp = withCookie(resp, withoutCookie(h.cookie, pol.CookieKey))
+		}
+		return resp, nil
+	}
+	return s.deny(i, &d), nil
+}
+
+// errUnknownDecision is decide's error for a deny code that denyTable does
+// not know (never an allow).
+var errUnknownDecision = errors.New("unknown decision")
+
+// decide is the decision both transports share. h holds the request's
+// headers as Envoy would send them; r holds the route's policy, the source
+// address and, for signed requests, what the signature covers. decide
+// fills r's credential fields from h, asks the checker, counts and logs
+// the outcome, and returns the decision with its row: idxOK for an allow,
+// else the index of its code in denyTable. A non-nil error (already
+// counted and logged) means keygate cannot decide: the checker's error,
+// or errUnknownDecision. strictQueryName refuses a percent-encoded
+// api_key parameter name (proxies that strip the parameter by its literal
+// name would let such a key through to the upstream).
+func (s *Server) decide(ctx context.Context, start time.Time, h *headers, r *credentials.Request, strictQueryName bool) (credentials.Decision, int, error) {
+	pol := &r.Policy
+	r.Authorization, r.HasAuthorization = h.authorization, h.hasAuthorization
+	r.APIKey, r.HasAPIKey = h.apiKey, h.hasAPIKey
+	r.Signature = h.signature
 	var local credentials.Decision // a deny decided here, before the checker
 	if pol.QueryKey {
 		v, n, bad := queryParam(h.path, QueryKeyParam)
@@ -143,6 +187,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 			local = credentials.Decision{Code: credentials.AmbiguousCredentials, Reason: "api_key query parameter repeated", Source: credentials.FromQuery}
 		case bad:
 			local = credentials.Decision{Code: credentials.InvalidAPIKey, Reason: "api_key query parameter is not valid percent-encoding", Source: credentials.FromQuery, Method: credentials.MethodAPIKey}
+		case n == 1 && strictQueryName && !literalParam(h.path, QueryKeyParam):
+			local = credentials.Decision{Code: credentials.InvalidAPIKey, Reason: "api_key query parameter name is percent-encoded", Source: credentials.FromQuery, Method: credentials.MethodAPIKey}
 		case n == 1:
 			r.QueryKey, r.HasQueryKey = v, true
 		}
@@ -161,26 +207,24 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if local.Code != credentials.Allow {
 		local.Accepted = pol.Methods
 		d = local
-	} else if d, err = s.checker.Check(ctx, &r); err != nil {
-		s.fail(&h, start, "cannot decide", err)
-		return nil, checkError(err)
-	}
-
-	if d.Code == credentials.Allow {
-		resp := s.allow(d.Identity, stripFor(&r, &d))
-		if r.HasCookieKey {
-			resp = withCookie(resp, withoutCookie(h.cookie, pol.CookieKey))
+	} else {
+		var err error
+		if d, err = s.checker.Check(ctx, r); err != nil {
+			s.fail(h, start, "cannot decide", err)
+			return d, -1, err
 		}
-		s.record(idxOK, &d, start, &h, &r)
-		return resp, nil
+	}
+	if d.Code == credentials.Allow {
+		s.record(idxOK, &d, start, h, r)
+		return d, idxOK, nil
 	}
 	i := denyIndex(d.Code)
 	if i < 0 { // a code this table does not know: never allow
-		s.fail(&h, start, "unknown deny code "+string(d.Code), nil)
-		return nil, status.Error(codes.Internal, "keygate: unknown decision")
+		s.fail(h, start, "unknown deny code "+string(d.Code), nil)
+		return d, -1, errUnknownDecision
 	}
-	s.record(i, &d, start, &h, &r)
-	return s.deny(i, &d), nil
+	s.record(i, &d, start, h, r)
+	return d, i, nil
 }
 
 // stripFor returns the credential carriers an allow removes: every keygate
@@ -286,7 +330,7 @@ func (s *Server) fail(h *headers, start time.Time, msg string, err error) {
 	s.counters[idxError][0].Inc()
 	s.duration.Observe(took.Seconds())
 	lvl := zapcore.ErrorLevel
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errBodyTooLarge) {
 		lvl = zapcore.InfoLevel
 	}
 	if ce := s.log.Check(lvl, "check failed: "+msg); ce != nil {

@@ -16,12 +16,26 @@ import (
 // requests that carry signature headers.
 func signedRequest(hr *authv3.AttributeContext_HttpRequest, h *headers) *credentials.SignedRequest {
 	get := headerLookup(hr)
-	s := &credentials.SignedRequest{ContentLength: -1}
-	s.Message = credentials.HTTPMessage{Method: h.method, Authority: h.authority, Path: h.path, Header: get}
-	s.Message.Scheme = strings.ToLower(hr.GetScheme())
-	if v := get(":scheme"); s.Message.Scheme == "" && len(v) == 1 {
-		s.Message.Scheme = strings.ToLower(v[0])
+	scheme := strings.ToLower(hr.GetScheme())
+	if v := get(":scheme"); scheme == "" && len(v) == 1 {
+		scheme = strings.ToLower(v[0])
 	}
+	s := signedFields(get, h, scheme)
+	if rb := hr.GetRawBody(); len(rb) > 0 {
+		s.Body = rb
+	} else if b := hr.GetBody(); b != "" {
+		s.Body = []byte(b)
+	}
+	return s
+}
+
+// signedFields returns the parts of a signed request that both transports
+// read from header fields: the request line, the header lookup, the
+// signature fields, Envoy's partial-body mark and the body's framing
+// (Content-Length, Transfer-Encoding). The caller sets the body.
+func signedFields(get func(name string) []string, h *headers, scheme string) *credentials.SignedRequest {
+	s := &credentials.SignedRequest{ContentLength: -1}
+	s.Message = credentials.HTTPMessage{Method: h.method, Authority: h.authority, Path: h.path, Header: get, Scheme: scheme}
 	one := func(name string) (string, bool) {
 		v := get(name)
 		return strings.Join(v, ", "), len(v) > 0
@@ -31,11 +45,6 @@ func signedRequest(hr *authv3.AttributeContext_HttpRequest, h *headers) *credent
 	s.LegacySignature, s.HasLegacySignature = one("x-signature")
 	s.LegacyTimestamp, _ = one("x-timestamp")
 	s.LegacyTenant, _ = one("x-tenant-id")
-	if rb := hr.GetRawBody(); len(rb) > 0 {
-		s.Body = rb
-	} else if b := hr.GetBody(); b != "" {
-		s.Body = []byte(b)
-	}
 	if v, ok := one("x-envoy-auth-partial-body"); ok && strings.EqualFold(v, "true") {
 		s.BodyPartial = true
 	}

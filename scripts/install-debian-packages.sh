@@ -5,8 +5,11 @@
 #
 #   python3-jwt                            PyJWT: third-party RS256/ES256/EdDSA tokens
 #   python3-djangorestframework-simplejwt  Django REST framework SimpleJWT access/refresh tokens
+#   nginx                                  auth_request in front of keygate's HTTP check (proxies/)
+#   caddy                                  forward_auth in front of keygate's HTTP check (proxies/)
+#   curl                                   the client of the proxy tests (proxies/)
 set -euo pipefail
-packages=(python3-jwt python3-djangorestframework-simplejwt)
+packages=(python3-jwt python3-djangorestframework-simplejwt nginx caddy curl)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,5 +27,14 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo=(sudo)
 fi
 echo "install-debian-packages: installing ${missing[*]}"
+# The tests run nginx and Caddy themselves on free ports: keep the packages'
+# system services from starting (and taking port 80) during the install.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null && "${sudo[@]}" chmod 755 "$policy" && made_policy=1
+fi
+cleanup() { [ -n "$made_policy" ] && "${sudo[@]}" rm -f "$policy"; return 0; }
+trap cleanup EXIT
 "${sudo[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,7 +23,7 @@ import (
 type Config struct {
 	GRPCAddr        string        `json:"grpc_addr" flag:"grpc-addr" usage:"gRPC listener (ext_authz Check, health, reflection)"`
 	GRPCSocket      string        `json:"grpc_socket" flag:"grpc-socket" usage:"also serve gRPC on this unix socket"`
-	HTTPAddr        string        `json:"http_addr" flag:"http-addr" usage:"HTTP listener (/healthz, /readyz, /metrics)"`
+	HTTPAddr        string        `json:"http_addr" flag:"http-addr" usage:"HTTP listener (/check for nginx, Caddy, Traefik and Envoy http_service; /healthz, /readyz, /metrics)"`
 	AdminAddr       string        `json:"admin_addr" flag:"admin-addr" usage:"admin sync API listener; keep it on loopback or behind a NetworkPolicy"`
 	DataDir         string        `json:"data_dir" flag:"data-dir" usage:"directory of the bbolt store keygate.db (and dev-default secrets)"`
 	AdminTokenFile  string        `json:"admin_token_file" flag:"admin-token-file" usage:"file holding the admin bearer token (default: <data-dir>/admin.token, generated if missing; or set KEYGATE_ADMIN_TOKEN)"`
@@ -34,11 +35,12 @@ type Config struct {
 	EtcdPrefix      string        `json:"etcd_prefix" flag:"etcd-prefix" usage:"etcd key prefix for --source etcd"`
 	DefaultMethods  string        `json:"default_methods" flag:"default-methods" usage:"methods accepted on routes without keygate.methods"`
 	DefaultScopes   string        `json:"default_scopes" flag:"default-scopes" usage:"scopes required on routes without keygate.scopes (comma-separated)"`
+	TrustedProxies  string        `json:"trusted_proxies" flag:"trusted-proxies" usage:"HTTP check mode: comma-separated CIDRs of proxies whose X-Real-IP (or X-Forwarded-For with --trusted-hops) keygate believes (default: loopback only)"`
 	TrustedHops     int           `json:"trusted_hops" flag:"trusted-hops" usage:"X-Forwarded-For hops to trust for the source IP (0: the peer address Envoy saw)"`
 	FlushInterval   time.Duration `json:"flush_interval" flag:"flush-interval" usage:"how often last-used times are written to the store"`
 	LockTimeout     time.Duration `json:"lock_timeout" flag:"lock-timeout" usage:"how long to wait while another process holds the store file"`
 	ShutdownTimeout time.Duration `json:"shutdown_timeout" flag:"shutdown-timeout" usage:"how long in-flight Checks may take to finish on SIGTERM"`
-	MaxRequestBytes int           `json:"max_request_bytes" flag:"max-request-bytes" usage:"largest CheckRequest accepted over gRPC"`
+	MaxRequestBytes int           `json:"max_request_bytes" flag:"max-request-bytes" usage:"largest CheckRequest accepted over gRPC, and largest body of an HTTP check"`
 	MaxAdminBody    int64         `json:"max_admin_body" flag:"max-admin-body" usage:"largest admin API request body"`
 	Pprof           string        `json:"pprof" flag:"pprof" usage:"serve Go's /debug/pprof/ on the HTTP listener: true or false"`
 	JWTCacheSize    int           `json:"jwt_cache_size" flag:"jwt-cache-size" usage:"verified JWTs kept in memory (by SHA-256 of the token, until exp or the next store change); 0 turns the cache off"`
@@ -283,6 +285,9 @@ func (c *Config) Validate() error {
 			return bad("default-scopes", "%v", err)
 		}
 	}
+	if _, err := c.trustedProxies(); err != nil {
+		return bad("trusted-proxies", "%v", err)
+	}
 	if c.TrustedHops < 0 || c.TrustedHops > 10 {
 		return bad("trusted-hops", "must be 0-10")
 	}
@@ -358,4 +363,21 @@ func validSFKey(s string) bool {
 		}
 	}
 	return true
+}
+
+// trustedProxies parses --trusted-proxies (nil: extauthz's default,
+// loopback only).
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	if strings.TrimSpace(c.TrustedProxies) == "" {
+		return nil, nil
+	}
+	var out []netip.Prefix
+	for item := range strings.SplitSeq(c.TrustedProxies, ",") {
+		p, err := credentials.ParseCIDR(strings.TrimSpace(item))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

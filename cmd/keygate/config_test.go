@@ -53,6 +53,12 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{[]string{"--default-methods", "apikey,magic"}, nil, "--default-methods"},
 		{[]string{"--source", "etcd"}, nil, "--source"},
 		{[]string{"--trusted-hops", "-1"}, nil, "--trusted-hops"},
+		{[]string{"--trusted-proxies", "10.0.0.0/8,bogus"}, nil, "--trusted-proxies"},
+		{[]string{"--hmac-window", "301s"}, nil, "--hmac-window"},
+		{[]string{"--hmac-label", "Sig1"}, nil, "--hmac-label"},
+		{[]string{"--replay-cache-size", "10"}, nil, "--replay-cache-size"},
+		{[]string{"--jwks-timeout", "0s"}, nil, "--jwks-timeout"},
+		{[]string{"--jwt-cache-size", "-1"}, nil, "--jwt-cache-size"},
 		{[]string{"stray"}, nil, `unexpected argument "stray"`},
 	}
 	for _, c := range cases {

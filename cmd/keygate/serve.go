@@ -155,10 +155,13 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	}
 	checker := &credentials.Checker{Source: ref, Keys: fetcher, JWTCacheSize: cacheSize,
 		HMACWindow: cfg.HMACWindow, HMACLabel: cfg.HMACLabel, ReplayCacheSize: cfg.ReplayCacheSize}
+	proxies, _ := cfg.trustedProxies() // checked by Validate
 	authz := extauthz.NewServer(checker, extauthz.Options{
-		Default:     cfg.DefaultPolicy(),
-		Logger:      log,
-		TrustedHops: cfg.TrustedHops,
+		Default:         cfg.DefaultPolicy(),
+		Logger:          log,
+		TrustedHops:     cfg.TrustedHops,
+		TrustedProxies:  proxies,
+		MaxRequestBytes: cfg.MaxRequestBytes,
 	})
 	gs := grpc.NewServer(append(extauthz.ServerOptions(cfg.MaxRequestBytes), authz.ServerOption())...)
 	authz.Register(gs)
@@ -176,7 +179,9 @@ func runServer(ctx context.Context, cfg *Config, env func(string) string, log *z
 	var state atomic.Value // "starting", "ready", "stopping"
 	state.Store("starting")
 	httpSrv := &http.Server{
-		Handler:           httpHandler(ref, &state, reg, cfg.Pprof == "true"),
+		// HTTP check mode (/check, /check/...) shares the gRPC server's
+		// decisions, metrics and log; everything else is the mux.
+		Handler:           authz.HTTPHandler(httpHandler(ref, &state, reg, cfg.Pprof == "true")),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
