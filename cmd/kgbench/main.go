@@ -130,6 +130,9 @@ func run(args []string) int {
 	if *uncached {
 		kg.Args = append(kg.Args, "--jwt-cache-size", "0")
 	}
+	if os.Getenv("KGBENCH_KEYGATE_PPROF") != "" {
+		kg.Args = append(kg.Args, "--pprof", "true") // the HTTP address is printed once keygate is up
+	}
 	addrs := map[string]string{}
 	kgCmd, _, err := start(kg, "stderr", func(line string) (string, bool) {
 		var l struct{ Msg, Listener, Addr string }
@@ -148,6 +151,9 @@ func run(args []string) int {
 		return 1
 	}
 	defer stop(kgCmd)
+	if os.Getenv("KGBENCH_KEYGATE_PPROF") != "" {
+		fmt.Printf("keygate pprof: http://%s/debug/pprof/\n", addrs["http"])
+	}
 
 	ctx := context.Background()
 	token, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
