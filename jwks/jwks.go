@@ -243,6 +243,10 @@ func fetchable(uri string) bool {
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
+// firstKeysGrace is how long the on-demand fetch that brought a URI its
+// first keys holds off the next on-demand fetch.
+const firstKeysGrace = time.Second
+
 // Notify wakes Run to look at the index at once rather than at its next
 // poll. It never blocks.
 func (f *Fetcher) Notify() {
@@ -467,9 +471,11 @@ func (f *Fetcher) fetch(ctx context.Context, e *entry, fl *flight, onDemand bool
 			if onDemand && !e.hasSet {
 				// The first keys of a URI, fetched because a token came
 				// before the background fetch: not a refresh for an
-				// unknown kid, so it does not use up the rate limit that
-				// lets a key rotation through.
-				e.lastOnDemand = time.Time{}
+				// unknown kid, so it holds the rate limit only for
+				// firstKeysGrace (callers that just missed the fetch),
+				// not for MinRefreshInterval, or a key rotation soon
+				// after would be refused.
+				e.lastOnDemand = now.Add(min(firstKeysGrace, f.minRefresh) - f.minRefresh)
 			}
 			if !e.hasSet || e.digest != sum {
 				e.hasSet, e.digest, changed = true, sum, true

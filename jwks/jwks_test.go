@@ -474,6 +474,8 @@ func TestRefreshRateLimit(t *testing.T) {
 	// Refresh (a token with a new kid) fetches, and only then the limit
 	// holds for MinRefreshInterval.
 	s.set(doc(t, ecJWK(t, "k1"), ecJWK(t, "k2")))
+	wantKids(t, "Refresh just after the first keys", f.Refresh(ctx, s.url()), "k1") // callers that missed the first fetch
+	clk.Advance(time.Second)
 	wantKids(t, "Refresh after the first keys", f.Refresh(ctx, s.url()), "k1", "k2")
 	s.set(doc(t, ecJWK(t, "k1"), ecJWK(t, "k2"), ecJWK(t, "k3")))
 	clk.Advance(jwks.DefaultMinRefreshInterval - time.Second)
@@ -493,6 +495,7 @@ func TestRefreshMinRefreshIntervalOption(t *testing.T) {
 	f := newFetcher(t, jwks.Options{Now: clk.Now, MinRefreshInterval: time.Hour})
 	ctx := testCtx(t)
 	f.Refresh(ctx, s.url()) // the first keys
+	clk.Advance(time.Second)
 	f.Refresh(ctx, s.url()) // an unknown kid: counts
 	clk.Advance(59 * time.Minute)
 	f.Refresh(ctx, s.url())
@@ -911,8 +914,10 @@ func BenchmarkKeys(b *testing.B) {
 func TestFirstOnDemandFetchKeepsTheRateLimit(t *testing.T) {
 	k1 := ecJWK(t, "k1")
 	s := newIDP(t, doc(t, k1))
-	f := newFetcher(t, jwks.Options{MinRefreshInterval: time.Hour})
+	clk := newClock()
+	f := newFetcher(t, jwks.Options{MinRefreshInterval: time.Hour, Now: clk.Now})
 	wantKids(t, "first on-demand fetch", f.Refresh(testCtx(t), s.url()), "k1")
+	clk.Advance(time.Second)
 	s.set(doc(t, k1, edJWK(t, "k2")))
 	wantKids(t, "refresh for a new kid after the first fetch", f.Refresh(testCtx(t), s.url()), "k1", "k2")
 	f.Refresh(testCtx(t), s.url())
