@@ -220,6 +220,46 @@ func parseDays(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// flagsOnly checks a command that takes no arguments, only flags, and
+// needs --name (whose value is value).
+func flagsOnly(args []string, name, value string) error {
+	if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+		return err
+	}
+	if value == "" {
+		return usageErr("--%s is required", name)
+	}
+	return nil
+}
+
+// expiryFlags declares --atName (an RFC 3339 time) and --expires-in (a
+// duration from now, e.g. 90d); set stores the expiry given, if any,
+// in *dst and leaves it alone when neither flag is given.
+func expiryFlags(fs *flag.FlagSet, atName string) (set func(dst **time.Time) error) {
+	at := fs.String(atName, "", "expiry time (RFC 3339, e.g. 2026-12-31T00:00:00Z)")
+	in := fs.String("expires-in", "", "expiry from now (e.g. 90d, 12h)")
+	return func(dst **time.Time) error {
+		switch {
+		case *at != "" && *in != "":
+			return usageErr("give --%s or --expires-in, not both", atName)
+		case *at != "":
+			t, err := time.Parse(time.RFC3339, *at)
+			if err != nil {
+				return usageErr("--%s: %q is not an RFC 3339 time", atName, *at)
+			}
+			*dst = &t
+		case *in != "":
+			d, err := parseDays(*in)
+			if err != nil {
+				return usageErr("--expires-in: %v", err)
+			}
+			t := time.Now().Add(d).UTC().Truncate(time.Second)
+			*dst = &t
+		}
+		return nil
+	}
+}
+
 func (c *cli) printJSON(v any) error {
 	enc := json.NewEncoder(c.stdout)
 	enc.SetIndent("", "  ")

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/keygate/keygate/credentials"
@@ -33,8 +32,7 @@ func hmacFlags(fs *flag.FlagSet) (apply func(*credentials.HMACKey) error) {
 	name := fs.String("name", "", "name")
 	scheme := fs.String("scheme", "", "rfc9421 (RFC 9421 signatures, the key named by keyid; the default) or timestamp-body (legacy X-Signature, the key chosen by X-Tenant-ID; one per tenant)")
 	scopes := fs.String("scopes", "", "comma-separated scopes, narrower than the client's (empty: the client's)")
-	expiresAt := fs.String("expires-at", "", "expiry time (RFC 3339, e.g. 2026-12-31T00:00:00Z)")
-	expiresIn := fs.String("expires-in", "", "expiry from now (e.g. 90d, 12h)")
+	expiry := expiryFlags(fs, "expires-at")
 	return func(k *credentials.HMACKey) error {
 		if flagSet(fs, "name") {
 			k.Name = *name
@@ -50,24 +48,7 @@ func hmacFlags(fs *flag.FlagSet) (apply func(*credentials.HMACKey) error) {
 		if flagSet(fs, "scopes") {
 			k.Scopes = splitList(*scopes)
 		}
-		switch {
-		case *expiresAt != "" && *expiresIn != "":
-			return usageErr("give --expires-at or --expires-in, not both")
-		case *expiresAt != "":
-			t, err := time.Parse(time.RFC3339, *expiresAt)
-			if err != nil {
-				return usageErr("--expires-at: %q is not an RFC 3339 time", *expiresAt)
-			}
-			k.ExpiresAt = &t
-		case *expiresIn != "":
-			d, err := parseDays(*expiresIn)
-			if err != nil {
-				return usageErr("--expires-in: %v", err)
-			}
-			t := time.Now().Add(d).UTC().Truncate(time.Second)
-			k.ExpiresAt = &t
-		}
-		return nil
+		return expiry(&k.ExpiresAt)
 	}
 }
 
@@ -81,11 +62,8 @@ var hmacCmds = map[string]subCommand{
 			quiet := fs.Bool("q", false, "print only the secret (standard base64), for scripts: SECRET=$(keygate hmac create … -q)")
 			apply := hmacFlags(fs)
 			return func(c *cli, args []string) error {
-				if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+				if err := flagsOnly(args, "client", *client); err != nil {
 					return err
-				}
-				if *client == "" {
-					return usageErr("--client is required")
 				}
 				k := credentials.HMACKey{ID: *id, ClientID: *client}
 				if err := apply(&k); err != nil {
@@ -109,11 +87,8 @@ var hmacCmds = map[string]subCommand{
 			b64 := fs.Bool("base64", false, "the secret file holds the standard base64 of the secret (as `hmac create` printed it)")
 			apply := hmacFlags(fs)
 			return func(c *cli, args []string) error {
-				if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+				if err := flagsOnly(args, "client", *client); err != nil {
 					return err
-				}
-				if *client == "" {
-					return usageErr("--client is required")
 				}
 				if *secretFile == "" {
 					return usageErr("--secret-file is required (the secret is never taken from the command line)")

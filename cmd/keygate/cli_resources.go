@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/keygate/keygate/credentials"
 )
@@ -162,11 +161,8 @@ var clientCmds = map[string]subCommand{
 			id := fs.String("id", "", "client ID (cl_…); generated when empty")
 			apply := clientFlags(fs)
 			return func(c *cli, args []string) error {
-				if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+				if err := flagsOnly(args, "tenant", *tenant); err != nil {
 					return err
-				}
-				if *tenant == "" {
-					return usageErr("--tenant is required")
 				}
 				cl := credentials.Client{ID: *id, Tenant: *tenant}
 				apply(&cl)
@@ -238,8 +234,7 @@ func keyRows(ks ...credentials.APIKey) [][]string {
 func keyFlags(fs *flag.FlagSet) (apply func(*credentials.APIKey) error) {
 	name := fs.String("name", "", "name")
 	scopes := fs.String("scopes", "", "comma-separated scopes, narrower than the client's (empty: the client's)")
-	expires := fs.String("expires", "", "expiry time (RFC 3339, e.g. 2026-12-31T00:00:00Z)")
-	expiresIn := fs.String("expires-in", "", "expiry from now (e.g. 90d, 12h)")
+	expiry := expiryFlags(fs, "expires")
 	return func(k *credentials.APIKey) error {
 		if flagSet(fs, "name") {
 			k.Name = *name
@@ -247,24 +242,7 @@ func keyFlags(fs *flag.FlagSet) (apply func(*credentials.APIKey) error) {
 		if flagSet(fs, "scopes") {
 			k.Scopes = splitList(*scopes)
 		}
-		switch {
-		case *expires != "" && *expiresIn != "":
-			return usageErr("give --expires or --expires-in, not both")
-		case *expires != "":
-			t, err := time.Parse(time.RFC3339, *expires)
-			if err != nil {
-				return usageErr("--expires: %q is not an RFC 3339 time", *expires)
-			}
-			k.ExpiresAt = &t
-		case *expiresIn != "":
-			d, err := parseDays(*expiresIn)
-			if err != nil {
-				return usageErr("--expires-in: %v", err)
-			}
-			t := time.Now().Add(d).UTC().Truncate(time.Second)
-			k.ExpiresAt = &t
-		}
-		return nil
+		return expiry(&k.ExpiresAt)
 	}
 }
 
@@ -278,11 +256,8 @@ var apikeyCmds = map[string]subCommand{
 			quiet := fs.Bool("q", false, "print only the key (for scripts: KEY=$(keygate apikey create … -q))")
 			apply := keyFlags(fs)
 			return func(c *cli, args []string) error {
-				if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+				if err := flagsOnly(args, "client", *client); err != nil {
 					return err
-				}
-				if *client == "" {
-					return usageErr("--client is required")
 				}
 				k := credentials.APIKey{ID: *id, ClientID: *client}
 				if err := apply(&k); err != nil {
@@ -306,11 +281,8 @@ var apikeyCmds = map[string]subCommand{
 			sum := fs.String("sha256", "", "SHA-256 hex digest of the key (e.g. from hashlib.sha256(key.encode()).hexdigest())")
 			apply := keyFlags(fs)
 			return func(c *cli, args []string) error {
-				if err := nArgs(args, 0, "no arguments (use flags)"); err != nil {
+				if err := flagsOnly(args, "client", *client); err != nil {
 					return err
-				}
-				if *client == "" {
-					return usageErr("--client is required")
 				}
 				k := credentials.APIKey{ID: *id, ClientID: *client}
 				switch {
