@@ -56,11 +56,8 @@ func (h *Handler) listHMACKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) listClientHMACKeys(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, credentials.ClientPrefix, "client")
+	id, err := h.pathClient(r)
 	if err != nil {
-		return err
-	}
-	if _, err := h.store.Client(r.Context(), id); err != nil {
 		return err
 	}
 	return h.writeHMACKeys(w, r, id)
@@ -96,16 +93,7 @@ func (h *Handler) createHMACKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	secrets := []string{k.Secret}
-	clientID := r.PathValue("id")
-	if k.ClientID == "" {
-		k.ClientID = clientID
-	} else if k.ClientID != clientID {
-		return credentials.FieldError("client_id", "does not match the client ID in the path")
-	}
-	if err := credentials.ValidateID(credentials.ClientPrefix, clientID, "client_id"); err != nil {
-		return credentials.Errorf(credentials.ENotFound, "client not found")
-	}
-	if _, err := h.store.Client(r.Context(), clientID); err != nil {
+	if err := h.bodyClient(r, &k.ClientID); err != nil {
 		return err
 	}
 	if k.ID == "" {
@@ -132,10 +120,7 @@ func (h *Handler) createHMACKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := stored.Redacted()
 	out.Secret = generated
-	setETag(w, res.Revision)
-	w.Header().Set("Location", "/v1/hmackeys/"+k.ID)
-	h.writeJSON(w, http.StatusCreated, hmacKeyResult{out, res.Revision})
-	return nil
+	return h.answerWrite(w, http.StatusCreated, res.Revision, "/v1/hmackeys/"+k.ID, hmacKeyResult{out, res.Revision})
 }
 
 // putHMACKey creates or replaces an HMAC key. client_id is required for a
@@ -147,11 +132,8 @@ func (h *Handler) putHMACKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	secrets := []string{k.Secret}
-	id := r.PathValue("id")
-	if k.ID == "" {
-		k.ID = id
-	} else if k.ID != id {
-		return credentials.FieldError("id", "does not match the ID in the path")
+	if err := fromPath(&k.ID, r.PathValue("id"), "id", "does not match the ID in the path"); err != nil {
+		return err
 	}
 	if err := credentials.ValidateID(credentials.HMACKeyPrefix, k.ID, "id"); err != nil {
 		return err
@@ -161,10 +143,8 @@ func (h *Handler) putHMACKey(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case err == nil:
 		exists = true
-		if k.ClientID == "" {
-			k.ClientID = old.ClientID
-		} else if k.ClientID != old.ClientID {
-			return credentials.FieldError("client_id", "an HMAC key cannot move to another client")
+		if err := fromPath(&k.ClientID, old.ClientID, "client_id", "an HMAC key cannot move to another client"); err != nil {
+			return err
 		}
 	case credentials.ErrorCode(err) == credentials.ENotFound:
 		if k.ClientID == "" {
@@ -184,9 +164,7 @@ func (h *Handler) putHMACKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	setETag(w, res.Revision)
-	h.writeJSON(w, http.StatusOK, hmacKeyResult{stored.Redacted(), res.Revision})
-	return nil
+	return h.answerWrite(w, http.StatusOK, res.Revision, "", hmacKeyResult{stored.Redacted(), res.Revision})
 }
 
 func (h *Handler) deleteHMACKey(w http.ResponseWriter, r *http.Request) error {
@@ -229,7 +207,5 @@ func (h *Handler) rotateHMACKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := stored.Redacted()
 	out.Secret = secret
-	setETag(w, res.Revision)
-	h.writeJSON(w, http.StatusOK, hmacKeyResult{out, res.Revision})
-	return nil
+	return h.answerWrite(w, http.StatusOK, res.Revision, "", hmacKeyResult{out, res.Revision})
 }

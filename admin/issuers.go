@@ -159,16 +159,11 @@ func (h *Handler) putIssuer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	secrets := issuerSecrets(&is)
-	tenant, name := r.PathValue("slug"), r.PathValue("name")
-	if is.Tenant == "" {
-		is.Tenant = tenant
-	} else if is.Tenant != tenant {
-		return credentials.FieldError("tenant", "does not match the tenant in the path")
+	if err := fromPath(&is.Tenant, r.PathValue("slug"), "tenant", "does not match the tenant in the path"); err != nil {
+		return err
 	}
-	if is.Name == "" {
-		is.Name = name
-	} else if is.Name != name {
-		return credentials.FieldError("name", "does not match the issuer name in the path")
+	if err := fromPath(&is.Name, r.PathValue("name"), "name", "does not match the issuer name in the path"); err != nil {
+		return err
 	}
 	if err := is.Normalize("", true); err != nil {
 		return scrub(err, secrets)
@@ -181,9 +176,7 @@ func (h *Handler) putIssuer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	setETag(w, res.Revision)
-	h.writeJSON(w, http.StatusOK, issuerResult{stored.Redacted(), res.Revision})
-	return nil
+	return h.answerWrite(w, http.StatusOK, res.Revision, "", issuerResult{stored.Redacted(), res.Revision})
 }
 
 func (h *Handler) deleteIssuer(w http.ResponseWriter, r *http.Request) error {
@@ -235,7 +228,5 @@ func (h *Handler) revokeTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	setETag(w, res.Revision)
-	h.writeJSON(w, http.StatusOK, revokeTokensResult{Revision: res.Revision, ClientID: id, TokenVersion: cl.TokenVersion})
-	return nil
+	return h.answerWrite(w, http.StatusOK, res.Revision, "", revokeTokensResult{Revision: res.Revision, ClientID: id, TokenVersion: cl.TokenVersion})
 }

@@ -114,6 +114,56 @@ func pathID(r *http.Request, prefix, what string) (string, error) {
 	return id, nil
 }
 
+// pathClient returns the {id} of the path when it names a stored client:
+// not_found when it cannot be a client ID or no such client exists.
+func (h *Handler) pathClient(r *http.Request) (string, error) {
+	id, err := pathID(r, credentials.ClientPrefix, "client")
+	if err != nil {
+		return "", err
+	}
+	if _, err := h.store.Client(r.Context(), id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// bodyClient settles the client_id (*clientID) of a key created under
+// the client {id} of the path: empty takes the path's, another is a field
+// error, and the client must exist (not_found when it does not).
+func (h *Handler) bodyClient(r *http.Request, clientID *string) error {
+	id := r.PathValue("id")
+	if err := fromPath(clientID, id, "client_id", "does not match the client ID in the path"); err != nil {
+		return err
+	}
+	if err := credentials.ValidateID(credentials.ClientPrefix, id, "client_id"); err != nil {
+		return credentials.Errorf(credentials.ENotFound, "client not found")
+	}
+	_, err := h.store.Client(r.Context(), id)
+	return err
+}
+
+// fromPath sets *field to want when it is empty; when it is set and
+// differs it answers the field error (name, msg).
+func fromPath(field *string, want, name, msg string) error {
+	if *field == "" {
+		*field = want
+	} else if *field != want {
+		return credentials.FieldError(name, "%s", msg)
+	}
+	return nil
+}
+
+// answerWrite answers a write: v as JSON with status, with the new
+// revision rev as the ETag and, when location is not "", a Location.
+func (h *Handler) answerWrite(w http.ResponseWriter, status int, rev uint64, location string, v any) error {
+	setETag(w, rev)
+	if location != "" {
+		w.Header().Set("Location", location)
+	}
+	h.writeJSON(w, status, v)
+	return nil
+}
+
 // answerRead answers a read: what fetch returns for the current revision,
 // as JSON, with that revision as the ETag.
 func (h *Handler) answerRead(w http.ResponseWriter, r *http.Request, fetch func(ctx context.Context, rev uint64) (any, error)) error {
@@ -204,9 +254,7 @@ func (h *Handler) applyResult(w http.ResponseWriter, r *http.Request, ch *creden
 	if err != nil {
 		return scrub(err, secrets)
 	}
-	setETag(w, res.Revision)
-	h.writeJSON(w, http.StatusOK, res)
-	return nil
+	return h.answerWrite(w, http.StatusOK, res.Revision, "", res)
 }
 
 // snapshotSecrets returns the plaintext keys, HMAC secrets and oct key
@@ -284,11 +332,8 @@ func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := h.readJSON(w, r, &t, false); err != nil {
 		return err
 	}
-	slug := r.PathValue("slug")
-	if t.Slug == "" {
-		t.Slug = slug
-	} else if t.Slug != slug {
-		return credentials.FieldError("slug", "does not match the slug in the path")
+	if err := fromPath(&t.Slug, r.PathValue("slug"), "slug", "does not match the slug in the path"); err != nil {
+		return err
 	}
 	if err := t.Validate(""); err != nil {
 		return err
@@ -301,9 +346,7 @@ func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	setETag(w, res.Revision)
-	h.writeJSON(w, http.StatusOK, tenantResult{*stored, res.Revision})
-	return nil
+	return h.answerWrite(w, http.StatusOK, res.Revision, "", tenantResult{*stored, res.Revision})
 }
 
 func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
@@ -353,11 +396,8 @@ func (h *Handler) putClient(w http.ResponseWriter, r *http.Request) error {
 	if err := h.readJSON(w, r, &c, false); err != nil {
 		return err
 	}
-	id := r.PathValue("id")
-	if c.ID == "" {
-		c.ID = id
-	} else if c.ID != id {
-		return credentials.FieldError("id", "does not match the ID in the path")
+	if err := fromPath(&c.ID, r.PathValue("id"), "id", "does not match the ID in the path"); err != nil {
+		return err
 	}
 	return h.upsertClient(w, r, c, http.StatusOK)
 }
@@ -376,12 +416,11 @@ func (h *Handler) upsertClient(w http.ResponseWriter, r *http.Request, c credent
 	if err != nil {
 		return err
 	}
-	setETag(w, res.Revision)
+	location := ""
 	if status == http.StatusCreated {
-		w.Header().Set("Location", "/v1/clients/"+c.ID)
+		location = "/v1/clients/" + c.ID
 	}
-	h.writeJSON(w, status, clientResult{*stored, res.Revision})
-	return nil
+	return h.answerWrite(w, status, res.Revision, location, clientResult{*stored, res.Revision})
 }
 
 func (h *Handler) deleteClient(w http.ResponseWriter, r *http.Request) error {
@@ -399,11 +438,8 @@ func (h *Handler) listAPIKeys(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) listClientAPIKeys(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, credentials.ClientPrefix, "client")
+	id, err := h.pathClient(r)
 	if err != nil {
-		return err
-	}
-	if _, err := h.store.Client(r.Context(), id); err != nil {
 		return err
 	}
 	return h.writeKeys(w, r, id)
@@ -439,16 +475,7 @@ func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	secrets := []string{k.Key}
-	clientID := r.PathValue("id")
-	if k.ClientID == "" {
-		k.ClientID = clientID
-	} else if k.ClientID != clientID {
-		return credentials.FieldError("client_id", "does not match the client ID in the path")
-	}
-	if err := credentials.ValidateID(credentials.ClientPrefix, clientID, "client_id"); err != nil {
-		return credentials.Errorf(credentials.ENotFound, "client not found")
-	}
-	if _, err := h.store.Client(r.Context(), clientID); err != nil {
+	if err := h.bodyClient(r, &k.ClientID); err != nil {
 		return err
 	}
 	if k.ID == "" {
@@ -471,10 +498,7 @@ func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	stored.Key = ""
-	setETag(w, res.Revision)
-	w.Header().Set("Location", "/v1/apikeys/"+k.ID)
-	h.writeJSON(w, http.StatusCreated, newAPIKeyResult{NewAPIKey{*stored, plaintext}, res.Revision})
-	return nil
+	return h.answerWrite(w, http.StatusCreated, res.Revision, "/v1/apikeys/"+k.ID, newAPIKeyResult{NewAPIKey{*stored, plaintext}, res.Revision})
 }
 
 func (h *Handler) putAPIKey(w http.ResponseWriter, r *http.Request) error {
@@ -483,11 +507,8 @@ func (h *Handler) putAPIKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	secrets := []string{k.Key}
-	id := r.PathValue("id")
-	if k.ID == "" {
-		k.ID = id
-	} else if k.ID != id {
-		return credentials.FieldError("id", "does not match the ID in the path")
+	if err := fromPath(&k.ID, r.PathValue("id"), "id", "does not match the ID in the path"); err != nil {
+		return err
 	}
 	if err := credentials.ValidateID(credentials.APIKeyPrefix, k.ID, "id"); err != nil {
 		return err
@@ -495,10 +516,8 @@ func (h *Handler) putAPIKey(w http.ResponseWriter, r *http.Request) error {
 	old, err := h.store.APIKey(r.Context(), k.ID)
 	switch {
 	case err == nil:
-		if k.ClientID == "" {
-			k.ClientID = old.ClientID
-		} else if k.ClientID != old.ClientID {
-			return credentials.FieldError("client_id", "an API key cannot move to another client")
+		if err := fromPath(&k.ClientID, old.ClientID, "client_id", "an API key cannot move to another client"); err != nil {
+			return err
 		}
 		if k.Key == "" && k.KeySHA256 == "" {
 			k.KeySHA256 = old.KeySHA256 // keep the key itself
@@ -522,9 +541,7 @@ func (h *Handler) putAPIKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	stored.Key = ""
-	setETag(w, res.Revision)
-	h.writeJSON(w, http.StatusOK, apiKeyResult{*stored, res.Revision})
-	return nil
+	return h.answerWrite(w, http.StatusOK, res.Revision, "", apiKeyResult{*stored, res.Revision})
 }
 
 func (h *Handler) deleteAPIKey(w http.ResponseWriter, r *http.Request) error {
@@ -590,8 +607,5 @@ func (h *Handler) rotateAPIKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	stored.Key = ""
-	setETag(w, res.Revision)
-	w.Header().Set("Location", "/v1/apikeys/"+nk.ID)
-	h.writeJSON(w, http.StatusCreated, newAPIKeyResult{NewAPIKey{*stored, plaintext}, res.Revision})
-	return nil
+	return h.answerWrite(w, http.StatusCreated, res.Revision, "/v1/apikeys/"+nk.ID, newAPIKeyResult{NewAPIKey{*stored, plaintext}, res.Revision})
 }
