@@ -64,15 +64,9 @@ func decodeHMACKey(k, v []byte, clients map[string]*credentials.Client, seal *se
 	if len(r.Sealed) == 0 {
 		return nil, fmt.Errorf("HMAC key %q has no sealed secret", key.ID)
 	}
-	if seal == nil {
-		return nil, ErrMasterKeyRequired
-	}
-	plain, err := seal.open(r.Sealed, hmacKeyAD(key.ID))
+	plain, err := openSecret(seal, r.Sealed, hmacKeyAD(key.ID), fmt.Sprintf("HMAC key %q: the secret", key.ID))
 	if err != nil {
-		return nil, fmt.Errorf("HMAC key %q: the secret %v", key.ID, err)
-	}
-	if len(plain) == 0 {
-		return nil, fmt.Errorf("HMAC key %q: the secret is empty", key.ID)
+		return nil, err
 	}
 	key.Secret = base64.StdEncoding.EncodeToString(plain)
 	clear(plain)
@@ -82,21 +76,13 @@ func decodeHMACKey(k, v []byte, clients map[string]*credentials.Client, seal *se
 // readHMACKeys decodes the hmackeys bucket of tx (absent in stores
 // written before HMAC keys existed: none).
 func readHMACKeys(tx *bbolt.Tx, clients map[string]*credentials.Client, seal *sealer) (map[string]*storedHMACKey, error) {
-	out := make(map[string]*storedHMACKey)
-	b := tx.Bucket(bucketHMACKeys)
-	if b == nil {
-		return out, nil
-	}
-	err := b.ForEach(func(k, v []byte) error {
-		sk, err := decodeHMACKey(k, v, clients, seal)
-		if err != nil {
-			return err
-		}
-		out[sk.rec.ID] = sk
-		return nil
+	return readRecords(tx, bucketHMACKeys, hmacKeyID, func(k, v []byte) (*storedHMACKey, error) {
+		return decodeHMACKey(k, v, clients, seal)
 	})
-	return out, err
 }
+
+// hmacKeyID returns the ID of sk.
+func hmacKeyID(sk *storedHMACKey) string { return sk.rec.ID }
 
 // publicHMACKey returns a copy of k without its secret that shares
 // nothing with k.
@@ -188,15 +174,9 @@ func (p *plan) planHMACKeys(ch *credentials.Changes, now time.Time, seal *sealer
 		}
 	}
 
-	goneH := map[string]bool{}
-	for i, id := range ch.DeleteHMACKeys {
-		if old.hmacKeys[id] == nil {
-			return nil, notFound("HMAC key", id)
-		}
-		if upH[id] != nil {
-			return nil, credentials.FieldError(fmt.Sprintf("delete.hmackeys[%d]", i), "HMAC key %q is both upserted and deleted", id)
-		}
-		goneH[id] = true
+	goneH, err := plannedDeletes(ch.DeleteHMACKeys, old.hmacKeys, upH, "hmackeys", "HMAC key")
+	if err != nil {
+		return nil, err
 	}
 	if ch.Replace || len(goneC) > 0 || len(ch.ReplaceHMACKeysOf) > 0 {
 		replaceOf := make(map[string]bool, len(ch.ReplaceHMACKeysOf))
@@ -223,25 +203,18 @@ func (p *plan) planHMACKeys(ch *credentials.Changes, now time.Time, seal *sealer
 		sk.rec.UpdatedAt = now
 		if sk.sealed == nil {
 			secret := sk.rec.SecretBytes()
-			sealed, err := seal.seal(secret, hmacKeyAD(id))
+			sealed, err := p.sealNew(seal, secret, hmacKeyAD(id), "HMAC key", id)
 			clear(secret)
 			if err != nil {
-				return nil, credentials.Internal(fmt.Errorf("HMAC key %q: seal secret: %w", id, err))
+				return nil, err
 			}
 			sk.sealed = sealed
-			p.sealedNew = true
 		}
 		p.putH = append(p.putH, sk)
 	}
 	p.goneH = sortedKeys(goneH)
 	if len(p.putH)+len(p.goneH) > 0 {
-		p.next.hmacKeys = maps.Clone(old.hmacKeys)
-		for _, id := range p.goneH {
-			delete(p.next.hmacKeys, id)
-		}
-		for _, sk := range p.putH {
-			p.next.hmacKeys[sk.rec.ID] = sk
-		}
+		p.next.hmacKeys = withChanges(old.hmacKeys, p.goneH, p.putH, hmacKeyID)
 	}
 	return upH, nil
 }

@@ -86,15 +86,10 @@ func decodeIssuer(k, v []byte, tenants map[string]*credentials.Tenant, seal *sea
 				return nil, fmt.Errorf("issuer %q: oct key jwks.keys[%d] has no sealed secret", id, i)
 			}
 			n++
-			if seal == nil {
-				return nil, ErrMasterKeyRequired
-			}
-			plain, err := seal.open(sealed, issuerKeyAD(id, key.Kid))
+			plain, err := openSecret(seal, sealed, issuerKeyAD(id, key.Kid),
+				fmt.Sprintf("issuer %q: the secret of jwks.keys[%d] (kid %q)", id, i, key.Kid))
 			if err != nil {
-				return nil, fmt.Errorf("issuer %q: the secret of jwks.keys[%d] (kid %q) %v", id, i, key.Kid, err)
-			}
-			if len(plain) == 0 {
-				return nil, fmt.Errorf("issuer %q: the secret of jwks.keys[%d] (kid %q) is empty", id, i, key.Kid)
+				return nil, err
 			}
 			key.K = base64.RawURLEncoding.EncodeToString(plain)
 			if si.sealed == nil {
@@ -112,20 +107,63 @@ func decodeIssuer(k, v []byte, tenants map[string]*credentials.Tenant, seal *sea
 // readIssuers decodes the issuers bucket of tx (absent in stores written
 // before issuers existed: no issuers).
 func readIssuers(tx *bbolt.Tx, tenants map[string]*credentials.Tenant, seal *sealer) (map[string]*storedIssuer, error) {
-	out := make(map[string]*storedIssuer)
-	b := tx.Bucket(bucketIssuers)
+	return readRecords(tx, bucketIssuers, issuerID, func(k, v []byte) (*storedIssuer, error) {
+		return decodeIssuer(k, v, tenants, seal)
+	})
+}
+
+// readRecords decodes every record of bucket name of tx with decode and
+// returns them by id. An absent bucket (a file that predates it) holds
+// none. The first error of decode is returned as it is.
+func readRecords[T any](tx *bbolt.Tx, name []byte, id func(T) string, decode func(k, v []byte) (T, error)) (map[string]T, error) {
+	out := make(map[string]T)
+	b := tx.Bucket(name)
 	if b == nil {
 		return out, nil
 	}
 	err := b.ForEach(func(k, v []byte) error {
-		si, err := decodeIssuer(k, v, tenants, seal)
+		r, err := decode(k, v)
 		if err != nil {
 			return err
 		}
-		out[si.rec.ID()] = si
+		out[id(r)] = r
 		return nil
 	})
 	return out, err
+}
+
+// issuerID returns the ID ("tenant/name") of si.
+func issuerID(si *storedIssuer) string { return si.rec.ID() }
+
+// plannedDeletes checks the IDs that ch deletes from one kind of record
+// (list as in the field "delete.<list>[i]", kind as in messages): each
+// must be stored in old and not upserted in up. It returns them as a set.
+func plannedDeletes[V comparable](ids []string, old, up map[string]V, list, kind string) (map[string]bool, error) {
+	var none V
+	gone := map[string]bool{}
+	for i, id := range ids {
+		if old[id] == none {
+			return nil, notFound(kind, id)
+		}
+		if up[id] != none {
+			return nil, credentials.FieldError(fmt.Sprintf("delete.%s[%d]", list, i), "%s %q is both upserted and deleted", kind, id)
+		}
+		gone[id] = true
+	}
+	return gone, nil
+}
+
+// withChanges returns a copy of old without the records gone and with
+// the records put (by id).
+func withChanges[T any](old map[string]T, gone []string, put []T, id func(T) string) map[string]T {
+	next := maps.Clone(old)
+	for _, g := range gone {
+		delete(next, g)
+	}
+	for _, r := range put {
+		next[id(r)] = r
+	}
+	return next
 }
 
 // publicIssuer returns a copy of is without secrets that shares nothing
@@ -233,15 +271,9 @@ func (p *plan) planIssuers(ch *credentials.Changes, now time.Time, seal *sealer)
 		upI[id] = si
 	}
 
-	goneI := map[string]bool{}
-	for i, id := range ch.DeleteIssuers {
-		if old.issuers[id] == nil {
-			return nil, notFound("issuer", id)
-		}
-		if upI[id] != nil {
-			return nil, credentials.FieldError(fmt.Sprintf("delete.issuers[%d]", i), "issuer %q is both upserted and deleted", id)
-		}
-		goneI[id] = true
+	goneI, err := plannedDeletes(ch.DeleteIssuers, old.issuers, upI, "issuers", "issuer")
+	if err != nil {
+		return nil, err
 	}
 	if ch.Replace {
 		for id := range old.issuers {
@@ -272,30 +304,34 @@ func (p *plan) planIssuers(ch *credentials.Changes, now time.Time, seal *sealer)
 				if err != nil {
 					return nil, credentials.Internal(fmt.Errorf("issuer %q: oct key %d: %w", id, j, err))
 				}
-				sealed, err := seal.seal(secret, issuerKeyAD(id, k.Kid))
+				sealed, err := p.sealNew(seal, secret, issuerKeyAD(id, k.Kid), "issuer", id)
 				if err != nil {
-					return nil, credentials.Internal(fmt.Errorf("issuer %q: seal secret: %w", id, err))
+					return nil, err
 				}
 				if si.sealed == nil {
 					si.sealed = make(map[int][]byte)
 				}
 				si.sealed[j] = sealed
-				p.sealedNew = true
 			}
 		}
 		p.putI = append(p.putI, si)
 	}
 	p.goneI = sortedKeys(goneI)
 	if len(p.putI)+len(p.goneI) > 0 {
-		p.next.issuers = maps.Clone(old.issuers)
-		for _, id := range p.goneI {
-			delete(p.next.issuers, id)
-		}
-		for _, si := range p.putI {
-			p.next.issuers[si.rec.ID()] = si
-		}
+		p.next.issuers = withChanges(old.issuers, p.goneI, p.putI, issuerID)
 	}
 	return upI, nil
+}
+
+// sealNew seals secret (bound to ad) for the record kind id of p, and
+// notes in p that it holds a newly sealed secret. Its error is internal.
+func (p *plan) sealNew(seal *sealer, secret, ad []byte, kind, id string) ([]byte, error) {
+	sealed, err := seal.seal(secret, ad)
+	if err != nil {
+		return nil, credentials.Internal(fmt.Errorf("%s %q: seal secret: %w", kind, id, err))
+	}
+	p.sealedNew = true
+	return sealed, nil
 }
 
 // storedOctKey returns the index of the nth oct key with kid of si, or -1.

@@ -101,6 +101,24 @@ func (s *sealer) open(sealed, ad []byte) ([]byte, error) {
 	return plain, nil
 }
 
+// openSecret opens sealed (bound to ad) with seal. It returns
+// ErrMasterKeyRequired when seal is nil; when the secret does not open or
+// is empty, an error that starts with what (which names the record and the
+// secret in it, never the secret).
+func openSecret(seal *sealer, sealed, ad []byte, what string) ([]byte, error) {
+	if seal == nil {
+		return nil, ErrMasterKeyRequired
+	}
+	plain, err := seal.open(sealed, ad)
+	if err != nil {
+		return nil, fmt.Errorf("%s %v", what, err)
+	}
+	if len(plain) == 0 {
+		return nil, fmt.Errorf("%s is empty", what)
+	}
+	return plain, nil
+}
+
 // issuerKeyAD is the associated data of the secret of the oct key kid of
 // issuer id ("tenant/name").
 func issuerKeyAD(id, kid string) []byte {
