@@ -188,13 +188,18 @@ func (c *Checker) Check(ctx context.Context, r *Request) (Decision, error) {
 			}
 		}
 	}
-	if bearer && isJWT(key) {
+	var hdr joseHeader
+	var jwtShaped, hdrOK bool
+	if bearer {
+		hdr, jwtShaped, hdrOK = bearerJWT(key)
+	}
+	if jwtShaped {
 		d.Method = MethodJWT
 		if p.Methods&MethodJWT == 0 {
 			d.Code, d.Reason = NotAuthenticated, "jwt not accepted on this route"
 			return d, nil
 		}
-		e, reason, err := c.verifyJWT(ctx, idx, key, t)
+		e, reason, err := c.verifyJWT(ctx, idx, key, hdr, hdrOK, t)
 		if err != nil {
 			return Decision{}, err
 		}
@@ -389,6 +394,6 @@ func parseAuthorization(v string) (string, bool) {
 // isJWT reports whether s has the shape of a JWT: three base64url
 // segments joined by two dots, the first decoding to a JSON object.
 func isJWT(s string) bool {
-	h, _, _, ok := splitJWT(s)
-	return ok && decodesToObject(h)
+	_, shaped, _ := bearerJWT(s)
+	return shaped
 }

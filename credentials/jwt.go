@@ -52,19 +52,15 @@ type jwtError string
 
 func (e jwtError) Error() string { return string(e) }
 
-// verifyJWT verifies tok against the issuers of idx at t and returns what
-// it proves. A nil entry comes with the reason for the decision log; an
-// error (unavailable) only when ctx ended while keys were being fetched.
-func (c *Checker) verifyJWT(ctx context.Context, idx *Index, tok string, t time.Time) (*tokenEntry, string, error) {
-	if len(tok) > maxAuthHeader {
-		return nil, "token over 8 KiB", nil
-	}
-	hseg, _, _, ok := splitJWT(tok)
-	if !ok {
-		return nil, "not a compact JWS", nil
-	}
-	h, ok := decodeJOSEHeader(hseg)
+// verifyJWT verifies tok, whose JOSE header h the caller decoded (ok:
+// alg and kid are well-formed), against the issuers of idx at t and
+// returns what it proves. A nil entry comes with the reason for the
+// decision log; an error (unavailable) only when ctx ended while keys
+// were being fetched.
+func (c *Checker) verifyJWT(ctx context.Context, idx *Index, tok string, h joseHeader, ok bool, t time.Time) (*tokenEntry, string, error) {
 	switch {
+	case len(tok) > maxAuthHeader:
+		return nil, "token over 8 KiB", nil
 	case !ok:
 		return nil, "header is not a JSON object with string alg and kid", nil
 	case h.HasCrit:

@@ -40,47 +40,59 @@ type joseHeader struct {
 	HasKid bool
 }
 
-// decodeJOSEHeader decodes a base64url header segment. It fails unless
-// the segment decodes to a JSON object; alg and kid, when present, must
-// be strings.
-func decodeJOSEHeader(seg string) (h joseHeader, ok bool) {
+// parseJOSEHeader decodes a base64url header segment once: object
+// reports whether it is a JSON object (what makes a bearer value a JWT,
+// SPEC §7), ok whether, in addition, alg and kid, when present, are
+// strings.
+func parseJOSEHeader(seg string) (h joseHeader, object, ok bool) {
 	if len(seg) > maxAuthHeader {
-		return h, false
+		return h, false, false
 	}
 	buf := make([]byte, base64.RawURLEncoding.DecodedLen(len(seg)))
 	n, err := base64.RawURLEncoding.Decode(buf, []byte(seg))
 	if err != nil {
-		return h, false
+		return h, false, false
 	}
 	var obj map[string]json.RawMessage
 	if json.Unmarshal(buf[:n], &obj) != nil || obj == nil {
-		return h, false
+		return h, false, false
 	}
 	// json.Unmarshal of null into a string is no error: refuse it here.
 	if raw, ok := obj["alg"]; ok && (string(raw) == "null" || json.Unmarshal(raw, &h.Alg) != nil) {
-		return h, false
+		return h, true, false
 	}
 	if raw, ok := obj["kid"]; ok {
 		if string(raw) == "null" || json.Unmarshal(raw, &h.Kid) != nil {
-			return h, false
+			return h, true, false
 		}
 		h.HasKid = true
 	}
 	_, h.HasCrit = obj["crit"]
-	return h, true
+	return h, true, true
+}
+
+// decodeJOSEHeader decodes a base64url header segment. It fails unless
+// the segment decodes to a JSON object; alg and kid, when present, must
+// be strings.
+func decodeJOSEHeader(seg string) (joseHeader, bool) {
+	h, _, ok := parseJOSEHeader(seg)
+	return h, ok
 }
 
 // decodesToObject reports whether the base64url segment decodes to a JSON
 // object.
 func decodesToObject(seg string) bool {
-	if len(seg) > maxAuthHeader {
-		return false
+	_, object, _ := parseJOSEHeader(seg)
+	return object
+}
+
+// bearerJWT returns the header of tok when tok is a JWT (three base64url
+// segments, the first a JSON object); ok tells whether the header's alg
+// and kid are well-formed. The header is decoded once for both answers.
+func bearerJWT(tok string) (h joseHeader, isJWT, ok bool) {
+	hseg, _, _, shaped := splitJWT(tok)
+	if !shaped {
+		return h, false, false
 	}
-	buf := make([]byte, base64.RawURLEncoding.DecodedLen(len(seg)))
-	n, err := base64.RawURLEncoding.Decode(buf, []byte(seg))
-	if err != nil {
-		return false
-	}
-	var obj map[string]json.RawMessage
-	return json.Unmarshal(buf[:n], &obj) == nil && obj != nil
+	return parseJOSEHeader(hseg)
 }
