@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -652,13 +653,18 @@ func formHex(c byte) int {
 // VerifyHMACSHA256 reports whether sig is HMAC-SHA256(secret, base),
 // comparing with hmac.Equal.
 func VerifyHMACSHA256(secret, base, sig []byte) bool {
+	return macMatches(hmac.New(sha256.New, secret), base, sig)
+}
+
+// macMatches reports whether sig is the MAC of base under m (a fresh or
+// reset HMAC-SHA256), comparing with hmac.Equal.
+func macMatches(m hash.Hash, base, sig []byte) bool {
 	if len(sig) != sha256.Size {
 		return false
 	}
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(base)
+	m.Write(base)
 	var sum [sha256.Size]byte
-	return hmac.Equal(mac.Sum(sum[:0]), sig)
+	return hmac.Equal(m.Sum(sum[:0]), sig)
 }
 
 // SignRFC9421 signs m for clients and tests (keygate sign) with label
@@ -752,7 +758,12 @@ func LegacyTimestamp(s string) (int64, bool) {
 
 // legacyMAC returns HMAC-SHA256(secret, ts + "." + body).
 func legacyMAC(secret []byte, ts string, body []byte, sum *[sha256.Size]byte) {
-	mac := hmac.New(sha256.New, secret)
+	legacySum(hmac.New(sha256.New, secret), ts, body, sum)
+}
+
+// legacySum writes "<ts>.<body>" to m (a fresh or reset HMAC-SHA256) and
+// puts its MAC in sum.
+func legacySum(mac hash.Hash, ts string, body []byte, sum *[sha256.Size]byte) {
 	var pre [maxLegacyTimestampDigits + 1]byte
 	if len(ts) <= maxLegacyTimestampDigits {
 		n := copy(pre[:], ts)
@@ -778,6 +789,12 @@ func LegacySign(secret []byte, ts string, body []byte) string {
 // VerifyLegacy reports whether sig, 64 hex digits in either case, is
 // the HMAC-SHA256 of "<ts>.<body>", comparing with hmac.Equal.
 func VerifyLegacy(secret []byte, ts string, body []byte, sig string) bool {
+	return legacyMatches(hmac.New(sha256.New, secret), ts, body, sig)
+}
+
+// legacyMatches reports whether the hex signature sig is the MAC of
+// "<ts>.<body>" under m (a fresh or reset HMAC-SHA256); constant-time.
+func legacyMatches(m hash.Hash, ts string, body []byte, sig string) bool {
 	if len(sig) != 2*sha256.Size {
 		return false
 	}
@@ -789,6 +806,6 @@ func VerifyLegacy(secret []byte, ts string, body []byte, sig string) bool {
 		}
 		got[i] = byte(hi<<4 | lo)
 	}
-	legacyMAC(secret, ts, body, &want)
+	legacySum(m, ts, body, &want)
 	return hmac.Equal(got[:], want[:])
 }
