@@ -128,105 +128,103 @@ func rotateTx(tx *bbolt.Tx, from, to *sealer) (int, error) {
 		return 0, ErrWrongMasterKey
 	}
 	n := 0
-	// Values are collected first and written after each walk: a bucket
-	// must not change while ForEach walks it.
-	type put struct{ k, v []byte }
-	var puts []put
-	if b := tx.Bucket(bucketIssuers); b != nil {
-		err := b.ForEach(func(k, v []byte) error {
-			// The issuer is kept as stored (raw); only the sealed map
-			// changes.
-			var r struct {
-				Issuer json.RawMessage   `json:"issuer"`
-				Sealed map[string][]byte `json:"sealed,omitempty"`
-			}
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("issuer %q: %v", k, err)
-			}
-			if len(r.Sealed) == 0 {
-				return nil
-			}
-			var is credentials.Issuer
-			if err := json.Unmarshal(r.Issuer, &is); err != nil {
-				return fmt.Errorf("issuer %q: %v", k, err)
-			}
-			id := string(k)
-			if is.ID() != id {
-				return fmt.Errorf("issuer record %q has ID %q", k, is.ID())
-			}
-			for i, sealed := range r.Sealed {
-				j, err := strconv.Atoi(i)
-				if err != nil || is.JWKS == nil || j < 0 || j >= len(is.JWKS.Keys) || is.JWKS.Keys[j].Kty != "oct" {
-					return fmt.Errorf("issuer %q: a sealed secret for %q, which is not an oct key", id, i)
-				}
-				ad := issuerKeyAD(id, is.JWKS.Keys[j].Kid)
-				re, err := reseal(from, to, sealed, ad)
-				if err != nil {
-					return fmt.Errorf("issuer %q: the secret of jwks.keys[%d] (kid %q) %v", id, j, is.JWKS.Keys[j].Kid, err)
-				}
-				r.Sealed[i] = re
-				n++
-			}
-			data, err := json.Marshal(&r)
-			if err != nil {
-				return err
-			}
-			puts = append(puts, put{[]byte(id), data})
-			return nil
-		})
-		if err != nil {
-			return 0, err
+	if err := rewriteBucket(tx.Bucket(bucketIssuers), func(k, v []byte) ([]byte, error) {
+		// The issuer is kept as stored (raw); only the sealed map
+		// changes.
+		var r struct {
+			Issuer json.RawMessage   `json:"issuer"`
+			Sealed map[string][]byte `json:"sealed,omitempty"`
 		}
-		for _, p := range puts {
-			if err := b.Put(p.k, p.v); err != nil {
-				return 0, err
-			}
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("issuer %q: %v", k, err)
 		}
-	}
-	puts = nil
-	if b := tx.Bucket(bucketHMACKeys); b != nil {
-		err := b.ForEach(func(k, v []byte) error {
-			var r struct {
-				Key    json.RawMessage `json:"key"`
-				Sealed []byte          `json:"sealed"`
+		if len(r.Sealed) == 0 {
+			return nil, nil
+		}
+		var is credentials.Issuer
+		if err := json.Unmarshal(r.Issuer, &is); err != nil {
+			return nil, fmt.Errorf("issuer %q: %v", k, err)
+		}
+		id := string(k)
+		if is.ID() != id {
+			return nil, fmt.Errorf("issuer record %q has ID %q", k, is.ID())
+		}
+		for i, sealed := range r.Sealed {
+			j, err := strconv.Atoi(i)
+			if err != nil || is.JWKS == nil || j < 0 || j >= len(is.JWKS.Keys) || is.JWKS.Keys[j].Kty != "oct" {
+				return nil, fmt.Errorf("issuer %q: a sealed secret for %q, which is not an oct key", id, i)
 			}
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("HMAC key %q: %v", k, err)
-			}
-			var key credentials.HMACKey
-			if err := json.Unmarshal(r.Key, &key); err != nil {
-				return fmt.Errorf("HMAC key %q: %v", k, err)
-			}
-			id := string(k)
-			if key.ID != id {
-				return fmt.Errorf("HMAC key record %q has ID %q", k, key.ID)
-			}
-			re, err := reseal(from, to, r.Sealed, hmacKeyAD(id))
+			ad := issuerKeyAD(id, is.JWKS.Keys[j].Kid)
+			re, err := reseal(from, to, sealed, ad)
 			if err != nil {
-				return fmt.Errorf("HMAC key %q: the secret %v", id, err)
+				return nil, fmt.Errorf("issuer %q: the secret of jwks.keys[%d] (kid %q) %v", id, j, is.JWKS.Keys[j].Kid, err)
 			}
-			r.Sealed = re
+			r.Sealed[i] = re
 			n++
-			data, err := json.Marshal(&r)
-			if err != nil {
-				return err
-			}
-			puts = append(puts, put{[]byte(id), data})
-			return nil
-		})
+		}
+		return json.Marshal(&r)
+	}); err != nil {
+		return 0, err
+	}
+	if err := rewriteBucket(tx.Bucket(bucketHMACKeys), func(k, v []byte) ([]byte, error) {
+		var r struct {
+			Key    json.RawMessage `json:"key"`
+			Sealed []byte          `json:"sealed"`
+		}
+		if err := json.Unmarshal(v, &r); err != nil {
+			return nil, fmt.Errorf("HMAC key %q: %v", k, err)
+		}
+		var key credentials.HMACKey
+		if err := json.Unmarshal(r.Key, &key); err != nil {
+			return nil, fmt.Errorf("HMAC key %q: %v", k, err)
+		}
+		id := string(k)
+		if key.ID != id {
+			return nil, fmt.Errorf("HMAC key record %q has ID %q", k, key.ID)
+		}
+		re, err := reseal(from, to, r.Sealed, hmacKeyAD(id))
 		if err != nil {
-			return 0, err
+			return nil, fmt.Errorf("HMAC key %q: the secret %v", id, err)
 		}
-		for _, p := range puts {
-			if err := b.Put(p.k, p.v); err != nil {
-				return 0, err
-			}
-		}
+		r.Sealed = re
+		n++
+		return json.Marshal(&r)
+	}); err != nil {
+		return 0, err
 	}
 	if n == 0 && check == nil {
 		return 0, errNoChange
 	}
 	return n, m.Put(metaKeyCheck, to.check)
+}
+
+// rewriteBucket replaces each value of b (nil: no bucket) by what f
+// returns for it (nil: left as it is). The new values are collected
+// first and written after the walk: a bucket must not change while
+// ForEach walks it.
+func rewriteBucket(b *bbolt.Bucket, f func(k, v []byte) ([]byte, error)) error {
+	if b == nil {
+		return nil
+	}
+	type put struct{ k, v []byte }
+	var puts []put
+	err := b.ForEach(func(k, v []byte) error {
+		nv, err := f(k, v)
+		if err != nil || nv == nil {
+			return err
+		}
+		puts = append(puts, put{append([]byte(nil), k...), nv})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range puts {
+		if err := b.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // reseal opens sealed with from and seals the plaintext with to, both
