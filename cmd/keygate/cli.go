@@ -501,3 +501,22 @@ var backupCmd = subCommand{
 		}
 	},
 }
+
+// parseCommand parses the flags of a standalone command (sign,
+// rotate-master-key) named name: --help prints help and the flags to
+// stdout (helped). usage reports a usage error on stderr and returns exit
+// code 2; the parse error, if any, is for the caller to report with it.
+func parseCommand(fs *flag.FlagSet, name, help string, args []string, stdout, stderr io.Writer) (pos []string, usage func(format string, a ...any) int, helped bool, err error) {
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), help)
+		fs.PrintDefaults()
+	}
+	fs.SetOutput(stdout)
+	pos, err = parseInterleaved(fs, args)
+	fs.SetOutput(stderr)
+	usage = func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "%s: %s\nRun \"%s --help\" for usage.\n", name, fmt.Sprintf(format, a...), name)
+		return 2
+	}
+	return pos, usage, errors.Is(err, flag.ErrHelp), err
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,19 +36,9 @@ func rotateMasterKey(ctx context.Context, args []string, env func(string) string
 	newFile := fs.String("new-key-file", "", "the new master key (32 bytes, raw or base64)")
 	lockTimeout := fs.Duration("lock-timeout", time.Second, "how long to wait for the store file's lock (a running keygate holds it)")
 	output := fs.String("o", "table", "output format: table or json")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), rotateMasterKeyHelp)
-		fs.PrintDefaults()
-	}
-	fs.SetOutput(stdout)
-	pos, err := parseInterleaved(fs, args)
-	fs.SetOutput(stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	pos, usage, helped, err := parseCommand(fs, name, rotateMasterKeyHelp, args, stdout, stderr)
+	if helped {
 		return 0
-	}
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "%s: %s\nRun \"%s --help\" for usage.\n", name, fmt.Sprintf(format, a...), name)
-		return 2
 	}
 	switch {
 	case err != nil:

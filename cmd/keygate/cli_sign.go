@@ -84,19 +84,9 @@ func sign(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(&extra, "header", "an extra header to send, 'Name: value' (repeatable; printed, not signed)")
 	output := fs.String("o", "table", "output format: table (Name: value lines) or json (an object of lower-case names)")
 	curl := fs.Bool("curl", false, "print a curl command line that sends the signed request")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), signHelp)
-		fs.PrintDefaults()
-	}
-	fs.SetOutput(stdout)
-	pos, err := parseInterleaved(fs, args)
-	fs.SetOutput(stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	pos, usage, helped, err := parseCommand(fs, name, signHelp, args, stdout, stderr)
+	if helped {
 		return 0
-	}
-	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "%s: %s\nRun \"%s --help\" for usage.\n", name, fmt.Sprintf(format, a...), name)
-		return 2
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
